@@ -1,0 +1,355 @@
+//! Settings, read once from environment variables and validated before anything starts.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::client_ip::TrustedProxies;
+
+/// Everything the app can be configured with. Each field is one variable in the README's table.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `LISTEN_ADDR`: where tiny_http listens.
+    pub listen_addr: SocketAddr,
+    /// `WORKERS`: request-handling threads.
+    pub workers: usize,
+    pub db: DbSettings,
+    /// `LOG_DIR`: one log file per instance is written here.
+    pub log_dir: PathBuf,
+    /// `LOG_LEVEL`.
+    pub log_level: log::LevelFilter,
+    /// `COOKIE_TTL_SECONDS`: Max-Age of the sticky cookie.
+    pub cookie_ttl_seconds: u32,
+    /// `TRUSTED_PROXIES`: peers whose X-Real-IP and X-Request-ID are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// `INTERNAL_IP`: overrides the detected internal address.
+    pub internal_ip: Option<IpAddr>,
+    /// `SHUTDOWN_TIMEOUT_MS`: the longest a SIGTERM drain may take.
+    pub shutdown_timeout: Duration,
+}
+
+/// How to reach MySQL.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    pub password: Secret,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+/// A password that never shows up in `Debug` output or logs.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A setting that cannot be used. Startup stops with this line and exit status 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env = Env(&lookup);
+        let workers = env.number("WORKERS", 16, 1, 1024)?;
+        Ok(Config {
+            listen_addr: env.parsed(
+                "LISTEN_ADDR",
+                "0.0.0.0:8000",
+                "an address like 0.0.0.0:8000",
+            )?,
+            workers,
+            db: DbSettings {
+                host: env.host("DB_HOST", "127.0.0.1")?,
+                port: env.number("DB_PORT", 3306, 1, 65535)?,
+                name: env.identifier("DB_NAME", "webcluster")?,
+                user: env.identifier("DB_USER", "webcluster_app")?,
+                password: env.password()?,
+                pool_size: env.number("DB_POOL_SIZE", workers, 1, 1024)?,
+                connect_timeout: env.millis("DB_CONNECT_TIMEOUT_MS", 2_000)?,
+                read_timeout: env.millis("DB_READ_TIMEOUT_MS", 5_000)?,
+                write_timeout: env.millis("DB_WRITE_TIMEOUT_MS", 5_000)?,
+            },
+            log_dir: PathBuf::from(env.get("LOG_DIR").unwrap_or_else(|| "logs".into())),
+            log_level: env.parsed(
+                "LOG_LEVEL",
+                "info",
+                "one of off, error, warn, info, debug, trace",
+            )?,
+            cookie_ttl_seconds: env.number("COOKIE_TTL_SECONDS", 300, 1, 31_536_000)?,
+            trusted_proxies: env.parsed(
+                "TRUSTED_PROXIES",
+                "127.0.0.0/8,::1/128",
+                "a comma-separated CIDR list",
+            )?,
+            internal_ip: match env.get("INTERNAL_IP") {
+                None => None,
+                Some(_) => Some(env.parsed("INTERNAL_IP", "", "an IP address")?),
+            },
+            shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+        })
+    }
+}
+
+/// The environment seen through a lookup function; empty values count as unset.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: &str,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        raw.parse().map_err(|_| ConfigError {
+            variable: name,
+            problem: format!("{raw:?} is not {expected}"),
+        })
+    }
+
+    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let expected = format!("a whole number from {min} to {max}");
+        let value: T = self.parsed(name, &default.to_string(), &expected)?;
+        if value < min || value > max {
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("{value} is not {expected}"),
+            });
+        }
+        Ok(value)
+    }
+
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.number(name, default, 1, 3_600_000)
+            .map(Duration::from_millis)
+    }
+
+    fn host(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let host = self.get(name).unwrap_or_else(|| default.to_owned());
+        let valid = host.parse::<IpAddr>().is_ok()
+            || (host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+        if !valid {
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("{host:?} is not a host name or IP address"),
+            });
+        }
+        Ok(host)
+    }
+
+    fn identifier(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        let valid = value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("{value:?} must be 1-64 letters, digits or underscores"),
+            });
+        }
+        Ok(value)
+    }
+
+    /// `DB_PASSWORD`, or the contents of `DB_PASSWORD_FILE` (Docker secrets); not both.
+    fn password(&self) -> Result<Secret, ConfigError> {
+        // Passwords are not trimmed: spaces may be part of them.
+        let inline = (self.0)("DB_PASSWORD").filter(|v| !v.is_empty());
+        match (inline, self.get("DB_PASSWORD_FILE")) {
+            (Some(_), Some(_)) => Err(ConfigError {
+                variable: "DB_PASSWORD_FILE",
+                problem: "set DB_PASSWORD or DB_PASSWORD_FILE, not both".into(),
+            }),
+            (Some(password), None) => Ok(Secret(password)),
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map(|text| Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| ConfigError {
+                    variable: "DB_PASSWORD_FILE",
+                    problem: format!("cannot read {path}: {e}"),
+                }),
+            (None, None) => Ok(Secret::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = config_from(&[]).expect("defaults are valid");
+        assert_eq!(config.listen_addr, "0.0.0.0:8000".parse().unwrap());
+        assert_eq!(config.workers, 16);
+        assert_eq!(
+            config.db.pool_size, 16,
+            "pool size follows the worker count"
+        );
+        assert_eq!(config.db.host, "127.0.0.1");
+        assert_eq!(config.db.port, 3306);
+        assert_eq!(config.db.name, "webcluster");
+        assert_eq!(config.db.user, "webcluster_app");
+        assert_eq!(config.db.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.cookie_ttl_seconds, 300);
+        assert_eq!(config.log_level, log::LevelFilter::Info);
+        assert_eq!(config.internal_ip, None);
+        assert!(
+            config
+                .trusted_proxies
+                .contains("127.0.0.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn every_setting_is_read_from_its_variable() {
+        let config = config_from(&[
+            ("LISTEN_ADDR", "127.0.0.2:9000"),
+            ("WORKERS", "4"),
+            ("DB_HOST", "db"),
+            ("DB_PORT", "3307"),
+            ("DB_NAME", "counter"),
+            ("DB_USER", "reader"),
+            ("DB_PASSWORD", "s3cret"),
+            ("DB_POOL_SIZE", "8"),
+            ("DB_CONNECT_TIMEOUT_MS", "100"),
+            ("DB_READ_TIMEOUT_MS", "200"),
+            ("DB_WRITE_TIMEOUT_MS", "300"),
+            ("LOG_DIR", "/var/log/app"),
+            ("LOG_LEVEL", "debug"),
+            ("COOKIE_TTL_SECONDS", "60"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("INTERNAL_IP", "10.1.2.3"),
+            ("SHUTDOWN_TIMEOUT_MS", "500"),
+        ])
+        .expect("valid settings");
+        assert_eq!(config.listen_addr, "127.0.0.2:9000".parse().unwrap());
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.db.host, "db");
+        assert_eq!(config.db.port, 3307);
+        assert_eq!(config.db.name, "counter");
+        assert_eq!(config.db.user, "reader");
+        assert_eq!(config.db.password.expose(), "s3cret");
+        assert_eq!(config.db.pool_size, 8);
+        assert_eq!(config.db.read_timeout, Duration::from_millis(200));
+        assert_eq!(config.db.write_timeout, Duration::from_millis(300));
+        assert_eq!(config.log_dir, PathBuf::from("/var/log/app"));
+        assert_eq!(config.log_level, log::LevelFilter::Debug);
+        assert_eq!(config.cookie_ttl_seconds, 60);
+        assert!(config.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+        assert!(
+            !config
+                .trusted_proxies
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(config.internal_ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(config.shutdown_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        let cases = [
+            ("LISTEN_ADDR", "8000", "no host part"),
+            ("WORKERS", "0", "below the minimum"),
+            ("WORKERS", "many", "not a number"),
+            ("DB_PORT", "70000", "above the maximum"),
+            ("DB_HOST", "db;DROP", "not a host"),
+            ("DB_NAME", "web-cluster", "not an identifier"),
+            ("DB_CONNECT_TIMEOUT_MS", "-1", "negative"),
+            ("LOG_LEVEL", "loud", "unknown level"),
+            ("COOKIE_TTL_SECONDS", "0", "zero"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33", "prefix too long"),
+            ("INTERNAL_IP", "not-an-ip", "not an address"),
+        ];
+        for (variable, value, why) in cases {
+            let error = config_from(&[(variable, value)]).expect_err(why);
+            assert_eq!(error.variable, variable, "{why}");
+            assert!(
+                error.to_string().contains(variable),
+                "{why}: message {error} names the variable"
+            );
+        }
+    }
+
+    #[test]
+    fn the_password_can_come_from_a_file() {
+        let path = std::env::temp_dir().join(format!("webcluster-pw-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let config = config_from(&[("DB_PASSWORD_FILE", path.to_str().unwrap())]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.unwrap().db.password.expose(), "from-file");
+    }
+
+    #[test]
+    fn password_and_password_file_together_are_refused() {
+        let error = config_from(&[("DB_PASSWORD", "a"), ("DB_PASSWORD_FILE", "/x")]).unwrap_err();
+        assert_eq!(error.variable, "DB_PASSWORD_FILE");
+    }
+
+    #[test]
+    fn a_missing_password_file_is_reported() {
+        let error = config_from(&[("DB_PASSWORD_FILE", "/nonexistent/pw")]).unwrap_err();
+        assert_eq!(error.variable, "DB_PASSWORD_FILE");
+        assert!(error.problem.contains("/nonexistent/pw"));
+    }
+
+    #[test]
+    fn the_password_never_appears_in_debug_output() {
+        let config = config_from(&[("DB_PASSWORD", "hunter2")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

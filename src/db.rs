@@ -1,0 +1,188 @@
+//! The only module that names the stored procedures: one function per procedure,
+//! errors sorted into what the caller can do about them, deadlocks retried.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::thread;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{OptsBuilder, params};
+use rand::RngExt;
+
+use crate::config::DbSettings;
+use crate::pool::{CheckoutError, Lease, Pool};
+use crate::request_id::RequestId;
+
+/// Server errors after which the whole CALL is known to be rolled back and may run again.
+const RETRYABLE: [u16; 2] = [
+    1213, // ER_LOCK_DEADLOCK: the server rolled back the transaction
+    1205, // ER_LOCK_WAIT_TIMEOUT: record_hit's handler rolls back the transaction
+];
+const MAX_ATTEMPTS: u32 = 4;
+/// The number of slot rows in `hit_counter` (sql/01_schema.sql).
+const COUNTER_SLOTS: u8 = 64;
+/// What `check_ready` answers when every procedure the app calls exists.
+const PROCEDURES: u64 = 2;
+
+#[derive(Debug)]
+pub enum DbError {
+    /// No connection: the database is down, unreachable, or refused the account.
+    Unavailable(CheckoutError),
+    /// The connection broke after the CALL was sent: it may or may not have run.
+    OutcomeUnknown(mysql::Error),
+    /// The server refused the CALL.
+    Server { code: u16, message: String },
+    /// The procedure answered something the app does not expect (schema mismatch).
+    UnexpectedReply(String),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Unavailable(CheckoutError::Exhausted(wait)) => {
+                write!(f, "no free database connection within {wait:?}")
+            }
+            DbError::Unavailable(CheckoutError::Connect(e)) => {
+                write!(f, "cannot connect to the database: {e}")
+            }
+            DbError::OutcomeUnknown(e) => {
+                write!(f, "connection lost during a call (outcome unknown): {e}")
+            }
+            DbError::Server { code, message } => write!(f, "database error {code}: {message}"),
+            DbError::UnexpectedReply(what) => {
+                write!(f, "unexpected reply from the database: {what}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// One counted request, as `record_hit` stores it.
+pub struct Hit<'a> {
+    pub request_id: &'a RequestId,
+    pub client_ip: IpAddr,
+    pub internal_ip: IpAddr,
+}
+
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    /// Connects lazily: the app starts even while the database is down.
+    pub fn new(settings: &DbSettings) -> Db {
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some(settings.host.as_str()))
+            .tcp_port(settings.port)
+            .db_name(Some(settings.name.as_str()))
+            .user(Some(settings.user.as_str()))
+            .pass(Some(settings.password.expose()))
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(settings.connect_timeout))
+            .read_timeout(Some(settings.read_timeout))
+            .write_timeout(Some(settings.write_timeout));
+        Db {
+            pool: Pool::new(opts.into(), settings.pool_size, settings.connect_timeout),
+        }
+    }
+
+    /// Adds 1 to the counter and writes the access-log row, in one transaction,
+    /// once per request id.
+    pub fn record_hit(&self, hit: &Hit<'_>) -> Result<(), DbError> {
+        self.call(|conn| {
+            // A random slot spreads concurrent hits over the counter rows.
+            let slot = rand::rng().random_range(0..COUNTER_SLOTS);
+            conn.exec_drop(
+                "CALL record_hit(:request_id, :client_ip, :internal_ip, :slot)",
+                params! {
+                    "request_id" => hit.request_id.as_str(),
+                    "client_ip" => hit.client_ip.to_string(),
+                    "internal_ip" => hit.internal_ip.to_string(),
+                    slot,
+                },
+            )
+        })
+    }
+
+    /// The global counter.
+    pub fn read_hits(&self) -> Result<u64, DbError> {
+        self.call(|conn| conn.query_first::<u64, _>("CALL read_hits()"))?
+            .ok_or_else(|| DbError::UnexpectedReply("read_hits returned no row".into()))
+    }
+
+    /// The database answers and every procedure the app calls exists.
+    pub fn check_ready(&self) -> Result<(), DbError> {
+        match self.call(|conn| conn.query_first::<u64, _>("CALL check_ready()"))? {
+            Some(PROCEDURES) => Ok(()),
+            other => Err(DbError::UnexpectedReply(format!(
+                "check_ready found {other:?} of {PROCEDURES} procedures"
+            ))),
+        }
+    }
+
+    /// Runs `op` on a pooled connection, retrying deadlocks and lock-wait
+    /// timeouts with jitter. Never retries once the outcome is unknown.
+    fn call<T>(&self, op: impl Fn(&mut mysql::Conn) -> mysql::Result<T>) -> Result<T, DbError> {
+        let mut attempt = 1;
+        loop {
+            let mut lease: Lease<'_> = self.pool.checkout().map_err(DbError::Unavailable)?;
+            match op(&mut lease.conn) {
+                Ok(value) => {
+                    self.pool.checkin(lease);
+                    return Ok(value);
+                }
+                Err(mysql::Error::MySqlError(e)) => {
+                    // The server answered, so the connection is still good.
+                    self.pool.checkin(lease);
+                    if !RETRYABLE.contains(&e.code) || attempt == MAX_ATTEMPTS {
+                        return Err(DbError::Server {
+                            code: e.code,
+                            message: e.message,
+                        });
+                    }
+                    log::warn!(
+                        "database error {} (attempt {attempt}), retrying: {}",
+                        e.code,
+                        e.message
+                    );
+                    thread::sleep(retry_delay(attempt));
+                    attempt += 1;
+                }
+                // Dropping the lease closes the broken connection.
+                Err(e) => return Err(DbError::OutcomeUnknown(e)),
+            }
+        }
+    }
+}
+
+/// Random jitter, growing with each attempt, so retried transactions do not collide again.
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(rand::rng().random_range(5..=20) * u64::from(attempt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_are_jittered_and_grow() {
+        for attempt in 1..MAX_ATTEMPTS {
+            let delay = retry_delay(attempt);
+            let attempt = u64::from(attempt);
+            assert!(delay >= Duration::from_millis(5 * attempt));
+            assert!(delay <= Duration::from_millis(20 * attempt));
+        }
+    }
+
+    #[test]
+    fn only_deadlocks_and_lock_waits_are_retried() {
+        assert!(RETRYABLE.contains(&1213));
+        assert!(RETRYABLE.contains(&1205));
+        assert!(
+            !RETRYABLE.contains(&1062),
+            "a duplicate key is handled in SQL, not retried"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! A fixed-size MySQL connection pool that connects outside its lock.
+//!
+//! mysql::Pool opens new connections while holding its lock, so with an
+//! unreachable database every worker would wait out the others' connect
+//! timeouts in turn. Here each checkout waits at most one connect timeout.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mysql::{Conn, Opts};
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub enum CheckoutError {
+    /// Every connection stayed busy for the whole wait.
+    Exhausted(Duration),
+    /// Connecting failed: the database is down, unreachable or refused us.
+    Connect(mysql::Error),
+}
+
+pub struct Pool {
+    opts: Opts,
+    size: usize,
+    wait: Duration,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+struct State {
+    idle: Vec<Conn>,
+    /// Connections checked out or being opened.
+    in_use: usize,
+}
+
+impl Pool {
+    /// Opens nothing yet, so the app starts while the database is down.
+    pub fn new(opts: Opts, size: usize, wait: Duration) -> Pool {
+        Pool {
+            opts,
+            size,
+            wait,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                in_use: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A live connection: an idle one that answers a ping, or a new one.
+    pub fn checkout(&self) -> Result<Lease<'_>, CheckoutError> {
+        let slot = self.reserve_slot()?;
+        while let Some(mut conn) = self.lock().idle.pop() {
+            // A database restart leaves idle connections dead: find out before
+            // sending a CALL whose outcome we could not know.
+            if conn.ping().is_ok() {
+                return Ok(Lease { conn, _slot: slot });
+            }
+        }
+        let conn = Conn::new(self.opts.clone()).map_err(CheckoutError::Connect)?;
+        Ok(Lease { conn, _slot: slot })
+    }
+
+    /// Returns a healthy connection for reuse. A lease that is simply dropped
+    /// closes its connection instead (the way to discard a broken one).
+    pub fn checkin(&self, lease: Lease<'_>) {
+        self.lock().idle.push(lease.conn);
+    }
+
+    fn reserve_slot(&self) -> Result<Slot<'_>, CheckoutError> {
+        let deadline = Instant::now() + self.wait;
+        let mut state = self.lock();
+        while state.in_use >= self.size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CheckoutError::Exhausted(self.wait));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state.in_use += 1;
+        Ok(Slot { pool: self })
+    }
+
+    // The state stays consistent even if a holder panicked: it only pushes or counts.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A checked-out connection.
+pub struct Lease<'a> {
+    pub conn: Conn,
+    _slot: Slot<'a>,
+}
+
+/// One of the pool's `size` places; freed on drop, whatever happened to the connection.
+struct Slot<'a> {
+    pool: &'a Pool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.pool.lock().in_use -= 1;
+        self.pool.freed.notify_one();
+    }
+}

@@ -1,0 +1,98 @@
+//! The `internal_ip` session cookie that nginx's `sticky learn` keys on.
+
+use std::net::IpAddr;
+
+/// The cookie's name; nginx.conf reads it as `$cookie_internal_ip` / `$upstream_cookie_internal_ip`.
+pub const COOKIE_NAME: &str = "internal_ip";
+
+/// The instance named by the request's `internal_ip` cookie, when it holds a valid address.
+pub fn pinned_instance(cookie_header: Option<&str>) -> Option<IpAddr> {
+    cookie_header?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .and_then(|(_, value)| value.trim().trim_matches('"').parse().ok())
+}
+
+/// The `Set-Cookie` value, or `None` when the client already carries this instance's value.
+pub fn cookie_to_set(
+    cookie_header: Option<&str>,
+    instance: IpAddr,
+    ttl_seconds: u32,
+) -> Option<String> {
+    if pinned_instance(cookie_header) == Some(instance) {
+        return None;
+    }
+    Some(format!(
+        "{COOKIE_NAME}={instance}; Max-Age={ttl_seconds}; Path=/; HttpOnly; SameSite=Lax"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let cases = [
+            (Some("internal_ip=10.0.0.2"), Some("10.0.0.2")),
+            (Some("a=1; internal_ip=10.0.0.3; b=2"), Some("10.0.0.3")),
+            (Some("a=1;internal_ip=\"10.0.0.4\""), Some("10.0.0.4")),
+            (Some("internal_ip=fd00::5"), Some("fd00::5")),
+            (Some("x_internal_ip=10.0.0.2"), None),
+            (Some("internal_ip=not-an-ip"), None),
+            (Some("internal_ip="), None),
+            (Some(""), None),
+            (None, None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(
+                pinned_instance(header),
+                expected.map(ip),
+                "header {header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_client_gets_the_cookie_with_its_attributes() {
+        let set = cookie_to_set(None, ip("10.0.0.2"), 300).expect("a new client gets a cookie");
+        assert_eq!(
+            set,
+            "internal_ip=10.0.0.2; Max-Age=300; Path=/; HttpOnly; SameSite=Lax"
+        );
+    }
+
+    #[test]
+    fn the_ttl_comes_from_the_caller() {
+        let set = cookie_to_set(None, ip("10.0.0.2"), 60).unwrap();
+        assert!(set.contains("Max-Age=60;"));
+    }
+
+    #[test]
+    fn a_client_already_pinned_here_gets_no_new_cookie() {
+        assert_eq!(
+            cookie_to_set(Some("internal_ip=10.0.0.2"), ip("10.0.0.2"), 300),
+            None
+        );
+    }
+
+    #[test]
+    fn a_client_pinned_elsewhere_or_forged_is_re_pinned_here() {
+        for header in [
+            "internal_ip=10.0.0.3",
+            "internal_ip=10.9.9.9",
+            "internal_ip=garbage",
+        ] {
+            let set = cookie_to_set(Some(header), ip("10.0.0.2"), 300);
+            assert!(
+                set.unwrap().starts_with("internal_ip=10.0.0.2;"),
+                "{header}"
+            );
+        }
+    }
+}

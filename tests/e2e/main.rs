@@ -1,0 +1,1 @@
+//! End-to-end tests through nginx on the local stack.
