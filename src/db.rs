@@ -122,37 +122,49 @@ impl Db {
         }
     }
 
-    /// Runs `op` on a pooled connection, retrying deadlocks and lock-wait
-    /// timeouts with jitter. Never retries once the outcome is unknown.
+    /// Runs `op` on a pooled connection, retrying deadlocks and lock-wait timeouts.
     fn call<T>(&self, op: impl Fn(&mut mysql::Conn) -> mysql::Result<T>) -> Result<T, DbError> {
-        let mut attempt = 1;
-        loop {
-            let mut lease: Lease<'_> = self.pool.checkout().map_err(DbError::Unavailable)?;
-            match op(&mut lease.conn) {
-                Ok(value) => {
-                    self.pool.checkin(lease);
-                    return Ok(value);
-                }
-                Err(mysql::Error::MySqlError(e)) => {
-                    // The server answered, so the connection is still good.
-                    self.pool.checkin(lease);
-                    if !RETRYABLE.contains(&e.code) || attempt == MAX_ATTEMPTS {
-                        return Err(DbError::Server {
-                            code: e.code,
-                            message: e.message,
-                        });
-                    }
-                    log::warn!(
-                        "database error {} (attempt {attempt}), retrying: {}",
-                        e.code,
-                        e.message
-                    );
-                    thread::sleep(retry_delay(attempt));
-                    attempt += 1;
-                }
-                // Dropping the lease closes the broken connection.
-                Err(e) => return Err(DbError::OutcomeUnknown(e)),
+        retrying(|| self.call_once(&op))
+    }
+
+    fn call_once<T>(
+        &self,
+        op: &impl Fn(&mut mysql::Conn) -> mysql::Result<T>,
+    ) -> Result<T, DbError> {
+        let mut lease: Lease<'_> = self.pool.checkout().map_err(DbError::Unavailable)?;
+        match op(&mut lease.conn) {
+            Ok(value) => {
+                self.pool.checkin(lease);
+                Ok(value)
             }
+            Err(mysql::Error::MySqlError(e)) => {
+                // The server answered, so the connection is still good.
+                self.pool.checkin(lease);
+                Err(DbError::Server {
+                    code: e.code,
+                    message: e.message,
+                })
+            }
+            // Dropping the lease closes the broken connection.
+            Err(e) => Err(DbError::OutcomeUnknown(e)),
+        }
+    }
+}
+
+/// Runs `attempt` again, after a jittered pause, while it fails with an error
+/// that rolled the whole CALL back. Never retries when the outcome is unknown.
+fn retrying<T>(mut attempt: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(DbError::Server { code, message })
+                if RETRYABLE.contains(&code) && tries < MAX_ATTEMPTS =>
+            {
+                log::warn!("database error {code} (attempt {tries}), retrying: {message}");
+                thread::sleep(retry_delay(tries));
+                tries += 1;
+            }
+            result => return result,
         }
     }
 }
@@ -176,13 +188,55 @@ mod tests {
         }
     }
 
+    fn server_error(code: u16) -> DbError {
+        DbError::Server {
+            code,
+            message: format!("error {code}"),
+        }
+    }
+
+    /// Runs `retrying` over a scripted sequence of results; returns the result and the attempts made.
+    fn run_script(mut script: Vec<Result<u32, DbError>>) -> (Result<u32, DbError>, usize) {
+        script.reverse();
+        let mut attempts = 0;
+        let result = retrying(|| {
+            attempts += 1;
+            script.pop().unwrap_or_else(|| Err(server_error(1213)))
+        });
+        (result, attempts)
+    }
+
     #[test]
-    fn only_deadlocks_and_lock_waits_are_retried() {
-        assert!(RETRYABLE.contains(&1213));
-        assert!(RETRYABLE.contains(&1205));
-        assert!(
-            !RETRYABLE.contains(&1062),
-            "a duplicate key is handled in SQL, not retried"
-        );
+    fn deadlocks_and_lock_waits_are_retried_until_success() {
+        let (result, attempts) = run_script(vec![
+            Err(server_error(1213)),
+            Err(server_error(1205)),
+            Ok(7),
+        ]);
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(attempts, 3);
+    }
+
+    #[test]
+    fn retries_stop_after_the_last_attempt() {
+        let (result, attempts) = run_script(vec![]);
+        assert!(matches!(result, Err(DbError::Server { code: 1213, .. })));
+        assert_eq!(attempts, MAX_ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn other_server_errors_are_not_retried() {
+        let (result, attempts) = run_script(vec![Err(server_error(1370))]);
+        assert!(matches!(result, Err(DbError::Server { code: 1370, .. })));
+        assert_eq!(attempts, 1);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_retried() {
+        let broken =
+            mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let (result, attempts) = run_script(vec![Err(DbError::OutcomeUnknown(broken)), Ok(1)]);
+        assert!(matches!(result, Err(DbError::OutcomeUnknown(_))));
+        assert_eq!(attempts, 1);
     }
 }

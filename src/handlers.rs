@@ -77,3 +77,102 @@ fn unavailable(error: &DbError) -> Reply {
     log::error!("{error}");
     Reply::text(503, "database unavailable\n").with_header("Retry-After", "1")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::request_id::RequestId;
+    use std::net::TcpListener;
+
+    /// An app whose database port refuses connections: every CALL fails fast.
+    fn app_without_database() -> App {
+        let closed_port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = Config::from_lookup(|name| match name {
+            "DB_PORT" => Some(closed_port.to_string()),
+            "DB_CONNECT_TIMEOUT_MS" => Some("500".into()),
+            _ => None,
+        })
+        .unwrap();
+        App {
+            db: Db::new(&config.db),
+            internal_ip: "10.0.0.2".parse().unwrap(),
+            trusted_proxies: config.trusted_proxies,
+            cookie_ttl_seconds: 300,
+        }
+    }
+
+    fn request(method: Method, path: &str, cookie: Option<&str>) -> Incoming {
+        Incoming {
+            method,
+            path: path.into(),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            request_id: RequestId::random(),
+            cookie: cookie.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        let reply = handle(
+            &app_without_database(),
+            &request(Method::Get, "/admin", None),
+        );
+        assert_eq!(reply.status, 404);
+    }
+
+    #[test]
+    fn other_methods_on_known_paths_are_405_with_allow() {
+        for path in ["/", "/showcount", "/healthz", "/readyz"] {
+            let reply = handle(&app_without_database(), &request(Method::Other, path, None));
+            assert_eq!(reply.status, 405, "{path}");
+            assert_eq!(reply.header("Allow"), Some("GET, HEAD"), "{path}");
+        }
+    }
+
+    #[test]
+    fn healthz_needs_no_database() {
+        let reply = handle(
+            &app_without_database(),
+            &request(Method::Get, "/healthz", None),
+        );
+        assert_eq!(reply.status, 200);
+    }
+
+    #[test]
+    fn database_failures_are_503_with_retry_after() {
+        let app = app_without_database();
+        for path in ["/", "/showcount", "/readyz"] {
+            let reply = handle(&app, &request(Method::Get, path, None));
+            assert_eq!(reply.status, 503, "{path}");
+            assert_eq!(reply.header("Retry-After"), Some("1"), "{path}");
+            assert_eq!(
+                reply.header("Set-Cookie"),
+                None,
+                "{path}: no pin without an answer"
+            );
+        }
+    }
+
+    #[test]
+    fn head_answers_like_get_without_counting_a_hit() {
+        // The database is down, so a 200 proves no CALL was attempted.
+        let reply = handle(&app_without_database(), &request(Method::Head, "/", None));
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "10.0.0.2\n");
+        assert!(reply.header("Set-Cookie").is_some());
+    }
+
+    #[test]
+    fn a_client_pinned_here_is_not_sent_the_cookie_again() {
+        let reply = handle(
+            &app_without_database(),
+            &request(Method::Head, "/", Some("internal_ip=10.0.0.2")),
+        );
+        assert_eq!(reply.header("Set-Cookie"), None);
+    }
+}

@@ -108,3 +108,36 @@ impl Drop for Slot<'_> {
         self.pool.freed.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pool_to_closed_port(size: usize, wait: Duration) -> Pool {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .tcp_connect_timeout(Some(Duration::from_millis(500)));
+        Pool::new(opts.into(), size, wait)
+    }
+
+    #[test]
+    fn a_full_pool_makes_the_next_checkout_wait_then_give_up() {
+        let pool = pool_to_closed_port(1, Duration::from_millis(50));
+        let held = pool.reserve_slot().expect("the first slot is free");
+        assert!(matches!(pool.reserve_slot(), Err(CheckoutError::Exhausted(_))));
+        drop(held);
+        assert!(pool.reserve_slot().is_ok(), "a released slot can be taken again");
+    }
+
+    #[test]
+    fn a_failed_connect_gives_its_slot_back() {
+        let pool = pool_to_closed_port(1, Duration::from_millis(50));
+        for _ in 0..3 {
+            assert!(matches!(pool.checkout(), Err(CheckoutError::Connect(_))));
+        }
+        assert_eq!(pool.lock().in_use, 0);
+    }
+}
