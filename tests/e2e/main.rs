@@ -1,1 +1,12 @@
-//! End-to-end tests through nginx on the local stack.
+//! End-to-end tests through nginx on the local stack (scripts/local-stack.sh):
+//! real MySQL 9.7, real nginx 1.30, real app processes, real sockets.
+//! Each test brings up its own stack and purges it on drop, pass or fail;
+//! stacks share addresses, so tests take turns (see `support::Stack`).
+
+mod counting;
+mod http_client;
+mod outages;
+mod privileges;
+mod shutdown;
+mod stickiness;
+mod support;

@@ -1,0 +1,297 @@
+//! A local stack per test (scripts/local-stack.sh), purged on drop even when
+//! the test fails, plus helpers that read the stack's state.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+/// Stacks share these addresses, so only one exists at a time.
+static ONE_STACK_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const HTTP_PORT: u16 = 18080;
+const MYSQL_PORT: u16 = 13307;
+const DNS_PORT: u16 = 15353;
+const APP_PORT: u16 = 8000;
+/// Apart from a developer's own stack on 127.0.0.x.
+const APP_NET: &str = "127.0.1";
+
+/// The counter (sum of the slots) and the number of access_log rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub counter: u64,
+    pub rows: u64,
+}
+
+pub struct Stack {
+    name: String,
+    dir: PathBuf,
+    env: HashMap<String, String>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Stack {
+    /// Starts a fresh stack with `instances` app instances, or panics with the script's output.
+    pub fn up(test: &str, instances: usize) -> Stack {
+        let turn = ONE_STACK_AT_A_TIME
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let name = format!("e2e-{test}");
+        let rootfs = String::from_utf8(script_output(&repo().join("scripts/rootfs.sh"), &[], &[]))
+            .expect("rootfs path is UTF-8");
+        let dir = Path::new(rootfs.trim())
+            .join("var/lib/webcluster")
+            .join(&name);
+        let mut stack = Stack {
+            name,
+            dir,
+            env: HashMap::new(),
+            _turn: turn,
+        };
+        // Whatever an earlier, killed run left behind goes first.
+        stack.local_stack(&["purge"]);
+        stack.local_stack(&["up", &instances.to_string()]);
+        stack.env = read_env_file(&stack.dir.join("stack.env"));
+        stack
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], HTTP_PORT))
+    }
+
+    /// Instance `i` (from 1) listens on APP_NET.(i+1) and answers with that address.
+    pub fn instance_ip(&self, i: usize) -> String {
+        format!("{APP_NET}.{}", i + 1)
+    }
+
+    pub fn instance_ips(&self, n: usize) -> HashSet<String> {
+        (1..=n).map(|i| self.instance_ip(i)).collect()
+    }
+
+    pub fn instance_of(&self, ip: &str) -> usize {
+        let last: usize = ip
+            .rsplit('.')
+            .next()
+            .and_then(|o| o.parse().ok())
+            .expect("an instance IP");
+        last - 1
+    }
+
+    /// `up N` again: starts whatever is not running (a killed instance, a stopped MySQL).
+    pub fn ensure_up(&mut self, instances: usize) {
+        self.local_stack(&["up", &instances.to_string()]);
+    }
+
+    pub fn scale(&mut self, instances: usize) {
+        self.local_stack(&["scale", &instances.to_string()]);
+    }
+
+    pub fn kill_instance(&mut self, i: usize, signal: &str) {
+        let pid = self.pid(&format!("app-{i}"));
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid} (app-{i})");
+        if signal == "KILL" {
+            self.wait_instance_exit(i, Duration::from_secs(10));
+        }
+    }
+
+    pub fn wait_instance_exit(&self, i: usize, timeout: Duration) {
+        let pid = self.pid(&format!("app-{i}"));
+        wait_for(timeout, &format!("app-{i} (pid {pid}) to exit"), || {
+            !process_alive(pid)
+        });
+    }
+
+    pub fn stop_mysql(&mut self) {
+        let pid = self.pid("mysqld");
+        let status = Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill mysqld {pid}");
+        wait_for(Duration::from_secs(60), "mysqld to stop", || {
+            !process_alive(pid)
+        });
+    }
+
+    /// nginx's master and worker pids; a reload or restart changes them.
+    pub fn nginx_pids(&self) -> Vec<u32> {
+        let master = self.pid("nginx");
+        let mut pids = vec![master];
+        pids.extend(children_of(master));
+        pids.sort_unstable();
+        pids
+    }
+
+    /// What instance `i` wrote to stdout and stderr.
+    pub fn instance_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("log/app-{i}.log"))).unwrap_or_default()
+    }
+
+    pub fn counter_and_rows(&self) -> Totals {
+        let mut root = self.db_conn("root", "");
+        let (counter, rows): (u64, u64) = root
+            .query_first("SELECT (SELECT hits FROM hit_total), (SELECT COUNT(*) FROM access_log)")
+            .expect("read the totals as root")
+            .expect("one row");
+        Totals { counter, rows }
+    }
+
+    /// A connection with the app's own least-privilege account.
+    pub fn app_db_conn(&self) -> Conn {
+        let password =
+            std::fs::read_to_string(&self.env["APP_DB_PASSWORD_FILE"]).expect("app password file");
+        self.db_conn("webcluster_app", password.trim_end())
+    }
+
+    fn db_conn(&self, user: &str, password: &str) -> Conn {
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(MYSQL_PORT)
+            .user(Some(user))
+            .pass(Some(password))
+            .db_name(Some(
+                self.env.get("DB_NAME").map_or("webcluster", String::as_str),
+            ));
+        Conn::new(opts).unwrap_or_else(|e| panic!("connect to MySQL as {user}: {e}"))
+    }
+
+    fn pid(&self, server: &str) -> u32 {
+        let path = self.dir.join(format!("run/{server}.pid"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{} holds {text:?}", path.display()))
+    }
+
+    fn local_stack(&self, args: &[&str]) {
+        let ports = [
+            ("HTTP_PORT", HTTP_PORT.to_string()),
+            ("MYSQL_PORT", MYSQL_PORT.to_string()),
+            ("DNS_PORT", DNS_PORT.to_string()),
+            ("APP_PORT", APP_PORT.to_string()),
+        ];
+        let mut env: Vec<(&str, String)> = ports.into();
+        env.push(("STACK_NAME", self.name.clone()));
+        env.push(("APP_NET", APP_NET.to_owned()));
+        script_output(&repo().join("scripts/local-stack.sh"), args, &env);
+    }
+
+    /// The ends of the servers' logs, for a failing test's output.
+    fn print_logs(&self) {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.join("log"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        logs.sort();
+        for path in logs {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            eprintln!("--- {} (last {} lines)", path.display(), tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("    {line}");
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.print_logs();
+        }
+        let status = Command::new("bash")
+            .arg(repo().join("scripts/local-stack.sh"))
+            .arg("purge")
+            .env("STACK_NAME", &self.name)
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("warning: could not purge stack {}: {status:?}", self.name);
+        }
+    }
+}
+
+/// Polls `condition` every 100 ms; panics with `what` after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a script with bash; panics with its output if it fails.
+fn script_output(script: &Path, args: &[&str], env: &[(&str, String)]) -> Vec<u8> {
+    let output = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\n{}{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn read_env_file(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A zombie has exited; its parent just has not reaped it yet.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // Fields after the command name: state, then ppid.
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    == Some(&parent.to_string())
+            })
+        })
+        .collect()
+}
