@@ -34,18 +34,32 @@ wait_until() {
   done
 }
 
-# usage: is_running PIDFILE   (true when the file names a live process)
-is_running() {
+# usage: pid_alive PIDFILE   (true when the file names a live process; a
+# zombie counts as dead: a killed process stays one until init reaps it,
+# which took ~1.5 s here and may never happen in a container)
+pid_alive() {
   local pid
   [[ -s $1 ]] || return 1
   pid=$(<"$1")
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  [[ $pid =~ ^[0-9]+$ ]] && _pid_live "$pid"
+}
+
+_pid_live() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # The state follows the command name, which is in parentheses.
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+_pid_gone() {
+  ! _pid_live "$1"
 }
 
 # usage: stop_pidfile PIDFILE SECONDS   (SIGTERM, then SIGKILL after SECONDS; removes the file)
 stop_pidfile() {
   local pid
-  if is_running "$1"; then
+  if pid_alive "$1"; then
     pid=$(<"$1")
     kill -TERM "$pid" 2>/dev/null || true
     if ! wait_until "$2" "pid $pid to exit" _pid_gone "$pid"; then
@@ -57,8 +71,33 @@ stop_pidfile() {
   rm -f "$1"
 }
 
-_pid_gone() {
-  ! kill -0 "$1" 2>/dev/null
+# usage: port_in_use PORT [HOST]   (something accepts TCP connections there;
+# checked before a start, so a foreign server is not taken for ours)
+port_in_use() {
+  (: <"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
+}
+
+# usage: die_with_log "what failed" LOG   (shows the end of the server's log,
+# then dies naming it)
+die_with_log() {
+  if [[ -s $2 ]]; then
+    warn "last lines of $2:"
+    tail -n 25 "$2" | sed 's/^/    /' >&2
+  fi
+  die "$1; see its log: $2"
+}
+
+# usage: rootfs_path ROOTFS PATH   (prints PATH as a process chrooted to ROOTFS
+# sees it; PATH unchanged when ROOTFS is empty)
+rootfs_path() {
+  local root=${1%/} path=$2
+  if [[ -z $root ]]; then
+    printf '%s\n' "$path"
+  elif [[ $path == "$root"/* ]]; then
+    printf '%s\n' "${path#"$root"}"
+  else
+    die "$path is outside the root filesystem $root, so a chrooted server cannot see it"
+  fi
 }
 
 # usage: require_root "why"

@@ -17,10 +17,6 @@ rootfs_ready() {
   [[ -f $ROOTFS/$MARKER ]] && [[ $(head -n1 "$ROOTFS/$MARKER") == "version=$ROOTFS_VERSION" ]]
 }
 
-_chroot_apt() {
-  chroot "$1" env DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"
-}
-
 rootfs_build() {
   local tmp
   require_root "debootstrap and chroot need root"

@@ -4,7 +4,7 @@
 # end-to-end tests through nginx on the local stack.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
-ME=test
+ME=tests
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh

@@ -6,7 +6,8 @@ DELIMITER //
 
 DROP PROCEDURE IF EXISTS record_hit //
 CREATE PROCEDURE record_hit(
-  IN p_request_id  CHAR(32),
+  -- Binary collation: the id check below must not let 'A-F' through.
+  IN p_request_id  CHAR(32) CHARACTER SET ascii COLLATE ascii_bin,
   IN p_client_ip   VARCHAR(45),
   IN p_internal_ip VARCHAR(45),
   IN p_slot        TINYINT UNSIGNED

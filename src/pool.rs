@@ -115,7 +115,11 @@ mod tests {
     use std::net::TcpListener;
 
     fn pool_to_closed_port(size: usize, wait: Duration) -> Pool {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let opts = mysql::OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(port)
@@ -127,9 +131,15 @@ mod tests {
     fn a_full_pool_makes_the_next_checkout_wait_then_give_up() {
         let pool = pool_to_closed_port(1, Duration::from_millis(50));
         let held = pool.reserve_slot().expect("the first slot is free");
-        assert!(matches!(pool.reserve_slot(), Err(CheckoutError::Exhausted(_))));
+        assert!(matches!(
+            pool.reserve_slot(),
+            Err(CheckoutError::Exhausted(_))
+        ));
         drop(held);
-        assert!(pool.reserve_slot().is_ok(), "a released slot can be taken again");
+        assert!(
+            pool.reserve_slot().is_ok(),
+            "a released slot can be taken again"
+        );
     }
 
     #[test]

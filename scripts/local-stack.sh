@@ -1,0 +1,441 @@
+#!/usr/bin/env bash
+# The real stack without Docker: MySQL 9.7 and nginx 1.30 from the sid root
+# filesystem (chroot, scripts/rootfs.sh), dnsmasq and N app instances on the host.
+#
+# usage: scripts/local-stack.sh up [N]   start what is not running; N instances
+#                                        (default: the recorded count, 3 at first)
+#        scripts/local-stack.sh scale N  start or stop instances; never reloads nginx
+#        scripts/local-stack.sh down     stop everything, keep the data
+#        scripts/local-stack.sh purge    down, then delete the stack's data
+#        scripts/local-stack.sh status   one line per server (exit 3 if one is stopped)
+#        scripts/local-stack.sh mysql [client args...]   mysql client as root
+# env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
+#   DNS_PORT (5353)  APP_PORT (8000)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
+#   APP_BIN (target/release/webcluster, built by cargo)  NGINX_BIN, MYSQLD_BIN
+#   (host binaries instead of the chroot's). Settings are recorded in the
+#   stack's stack.env and reused by later commands. Other exported variables
+#   (LOG_LEVEL, WORKERS, ...) reach the app instances.
+set -Eeuo pipefail
+ME=local-stack
+HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+REPO=$(dirname "$HERE")
+# shellcheck source=scripts/lib.sh
+source "$HERE/lib.sh"
+# shellcheck source=scripts/mysql-server.sh
+source "$HERE/mysql-server.sh"
+
+DB_NAME=webcluster
+APP_USER=webcluster_app
+# Settings recorded in stack.env (besides the paths and INSTANCES).
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN)
+APP_START_SECONDS=30
+NGINX_START_SECONDS=10
+# The app drains for up to SHUTDOWN_TIMEOUT_MS after SIGTERM.
+APP_STOP_SECONDS=$((${SHUTDOWN_TIMEOUT_MS:-10000} / 1000 + 5))
+
+ROOTFS=
+STACK_DIR=
+RUN_DIR=
+LOG_DIR=
+NGINX_ROOT=   # chroot directory for nginx; empty for a host NGINX_BIN
+NGINX=()
+
+# usage: _stack_saved KEY DEFAULT   (prints KEY from stack.env, else DEFAULT)
+_stack_saved() {
+  local line
+  if [[ -f $STACK_DIR/stack.env ]]; then
+    line=$(grep -m1 "^$1=" "$STACK_DIR/stack.env" || true)
+    [[ -z $line ]] || { printf '%s\n' "${line#*=}"; return 0; }
+  fi
+  printf '%s\n' "$2"
+}
+
+# usage: stack_settings   (environment, else stack.env, else defaults; validated)
+stack_settings() {
+  STACK_NAME=${STACK_NAME:-default}
+  [[ $STACK_NAME =~ ^[a-z0-9-]{1,32}$ ]] || die "STACK_NAME must match ^[a-z0-9-]{1,32}\$, got: $STACK_NAME"
+  require_root "MySQL and nginx run in a chroot (scripts/rootfs.sh)"
+  ROOTFS=$(bash "$HERE/rootfs.sh")
+  STACK_DIR=$ROOTFS/var/lib/webcluster/$STACK_NAME
+  RUN_DIR=$STACK_DIR/run
+  LOG_DIR=$STACK_DIR/log
+  HTTP_PORT=${HTTP_PORT:-$(_stack_saved HTTP_PORT 8080)}
+  MYSQL_PORT=${MYSQL_PORT:-$(_stack_saved MYSQL_PORT 13306)}
+  DNS_PORT=${DNS_PORT:-$(_stack_saved DNS_PORT 5353)}
+  APP_PORT=${APP_PORT:-$(_stack_saved APP_PORT 8000)}
+  APP_NET=${APP_NET:-$(_stack_saved APP_NET 127.0.0)}
+  APP_BIN=${APP_BIN:-$(_stack_saved APP_BIN "")}
+  NGINX_BIN=${NGINX_BIN:-$(_stack_saved NGINX_BIN "")}
+  MYSQLD_BIN=${MYSQLD_BIN:-$(_stack_saved MYSQLD_BIN "")}
+  _stack_validate
+  _stack_forget_old_pids
+  mysql_configure "$ROOTFS" "$MYSQLD_BIN"
+  if [[ -n $NGINX_BIN ]]; then
+    NGINX_ROOT=
+    NGINX=("$NGINX_BIN")
+  else
+    NGINX_ROOT=$ROOTFS
+    NGINX=(chroot "$ROOTFS" nginx)
+  fi
+}
+
+# usage: _stack_forget_old_pids   (pid files from before a reboot name other
+# processes now: never signal those; stack_up records the boot)
+_stack_forget_old_pids() {
+  [[ -f $RUN_DIR/boot-id ]] || return 0
+  [[ $(<"$RUN_DIR/boot-id") != "$(</proc/sys/kernel/random/boot_id)" ]] || return 0
+  warn "forgetting the pid files of stack '$STACK_NAME': the machine rebooted since"
+  rm -rf "${RUN_DIR:?}"/*
+}
+
+_stack_validate() {
+  local name
+  for name in HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT; do
+    _stack_is_port "${!name}" || die "$name must be a TCP port (1-65535), got: ${!name}"
+  done
+  # Only loopback: instances bind APP_NET.2, APP_NET.3, ...
+  _stack_is_loopback_net "$APP_NET" ||
+    die "APP_NET must be the first three octets of a 127.0.0.0/8 address (e.g. 127.0.0), got: $APP_NET"
+}
+
+_stack_is_port() {
+  [[ $1 =~ ^[1-9][0-9]{0,4}$ ]] && (($1 <= 65535))
+}
+
+_stack_is_loopback_net() {
+  [[ $1 =~ ^127\.([0-9]{1,3})\.([0-9]{1,3})$ ]] && ((BASH_REMATCH[1] <= 255 && BASH_REMATCH[2] <= 255))
+}
+
+# usage: _stack_count COMMAND N   (N must be an instance count: 1-253, as
+# instance N listens on APP_NET.(N+1))
+_stack_count() {
+  [[ $2 =~ ^[1-9][0-9]{0,2}$ ]] && (($2 <= 253)) && return 0
+  die "$1: the number of instances must be 1-253, got: '$2'"
+}
+
+# usage: stack_db_up   (init on first use, start, wait, apply sql/ every time)
+stack_db_up() {
+  local password_file=$STACK_DIR/app-db-password
+  mysql_start "$STACK_DIR" "$MYSQL_PORT"
+  if [[ ! -s $password_file ]]; then
+    # Generated once and kept: the app instances read it on every start.
+    (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$password_file.tmp")
+    mv "$password_file.tmp" "$password_file"
+  fi
+  env -u DB_ROOT_PASSWORD_FILE -u APP_DB_PASSWORD \
+    DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_ROOT_USER=root \
+    DB_ROOT_PASSWORD='' APP_DB_PASSWORD_FILE="$password_file" \
+    MYSQL_CLIENT="$(mysql_client_command)" "$HERE/apply-sql.sh" >&2
+}
+
+# usage: stack_app_bin [--build]   (prints the app binary; --build first runs
+# cargo for the default one. Only `up` builds, so `scale` starts the same build.)
+stack_app_bin() {
+  local bin=${APP_BIN:-$REPO/target/release/webcluster}
+  if [[ -z $APP_BIN ]] && [[ ${1:-} == --build ]]; then
+    # cargo decides whether the binary is stale.
+    (cd "$REPO" && cargo build --release --bin webcluster >&2) ||
+      die "cargo build --release failed (run it in $REPO to see why)"
+  fi
+  [[ -x $bin ]] || die "the app binary is missing or not executable: $bin (set APP_BIN, or run up to build it)"
+  readlink -f "$bin"
+}
+
+# usage: stack_app_ip I   (instance I, counted from 1)
+stack_app_ip() {
+  printf '%s.%s\n' "$APP_NET" "$(($1 + 1))"
+}
+
+# usage: stack_app_start I BIN   (in the background; quiet if it runs)
+stack_app_start() {
+  local i=$1 bin=$2 ip pidfile=$RUN_DIR/app-$1.pid log=$LOG_DIR/app-$1.log
+  ip=$(stack_app_ip "$i")
+  if pid_alive "$pidfile"; then
+    # Starting, or draining after a SIGTERM: wait to see which.
+    wait_until "$APP_STOP_SECONDS" "app-$i to answer or exit" \
+      _stack_healthy_or_dead "$pidfile" "http://$ip:$APP_PORT/healthz" || true
+    pid_alive "$pidfile" && return 0
+  fi
+  port_in_use "$APP_PORT" "$ip" && die "cannot start app-$i: $ip:$APP_PORT is already in use"
+  log "starting app-$i on $ip:$APP_PORT (log: $log)"
+  # The caller's exported settings pass through; these win. DB_PASSWORD would
+  # clash with DB_PASSWORD_FILE.
+  env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
+    DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
+    DB_PASSWORD_FILE="$STACK_DIR/app-db-password" LOG_DIR="$LOG_DIR/app" \
+    setsid "$bin" </dev/null >>"$log" 2>&1 &
+  printf '%s\n' "$!" >"$pidfile"
+}
+
+# usage: stack_app_wait I   (until /healthz answers 200, or the instance died)
+stack_app_wait() {
+  local pidfile=$RUN_DIR/app-$1.pid log=$LOG_DIR/app-$1.log url
+  url="http://$(stack_app_ip "$1"):$APP_PORT/healthz"
+  wait_until "$APP_START_SECONDS" "app-$1 at $url" _stack_healthy_or_dead "$pidfile" "$url" || true
+  pid_alive "$pidfile" || die_with_log "app-$1 exited while starting" "$log"
+  _stack_healthy "$url" || die_with_log "app-$1 did not answer $url with 200 within $APP_START_SECONDS s" "$log"
+}
+
+_stack_healthy_or_dead() {
+  ! pid_alive "$1" || _stack_healthy "$2"
+}
+
+_stack_healthy() {
+  curl -fsS -o /dev/null --max-time 2 "$1"
+}
+
+# usage: stack_apps_stop I...   (SIGTERM to all first, so they drain in parallel)
+stack_apps_stop() {
+  local i
+  for i in "$@"; do
+    if pid_alive "$RUN_DIR/app-$i.pid"; then
+      log "stopping app-$i (pid $(<"$RUN_DIR/app-$i.pid"))"
+      kill -TERM "$(<"$RUN_DIR/app-$i.pid")" 2>/dev/null || true
+    fi
+  done
+  for i in "$@"; do
+    stop_pidfile "$RUN_DIR/app-$i.pid" "$APP_STOP_SECONDS"
+  done
+}
+
+# usage: stack_app_numbers   (prints the instance numbers that have a pid file)
+stack_app_numbers() {
+  local file name
+  for file in "$RUN_DIR"/app-*.pid; do
+    [[ -e $file ]] || continue
+    name=${file##*/app-}
+    printf '%s\n' "${name%.pid}"
+  done | sort -n
+}
+
+# usage: stack_dns_update N   (the name `app` answers with instances 1..N;
+# dnsmasq is started, or re-reads the file on SIGHUP. nginx re-resolves
+# within valid=1s, so nothing else is told.)
+stack_dns_update() {
+  local i hosts=$STACK_DIR/dnsmasq.hosts pidfile=$RUN_DIR/dnsmasq.pid
+  for ((i = 1; i <= $1; i++)); do
+    printf '%s app\n' "$(stack_app_ip "$i")"
+  done >"$hosts.tmp"
+  mv "$hosts.tmp" "$hosts"
+  if pid_alive "$pidfile"; then
+    kill -HUP "$(<"$pidfile")"
+  else
+    _stack_dns_start
+  fi
+}
+
+_stack_dns_start() {
+  local log=$LOG_DIR/dnsmasq.log
+  log "starting dnsmasq on 127.0.0.1:$DNS_PORT (log: $log)"
+  # --user=root: dnsmasq reads the hosts file (at start and on SIGHUP) after
+  # dropping privileges, and the file sits under root's 0700 home.
+  dnsmasq --no-resolv --no-hosts --addn-hosts="$STACK_DIR/dnsmasq.hosts" \
+    --listen-address=127.0.0.1 --port="$DNS_PORT" --bind-interfaces --user=root \
+    --pid-file="$RUN_DIR/dnsmasq.pid" --log-facility="$log" 2>>"$log" ||
+    die_with_log "dnsmasq failed to start on 127.0.0.1:$DNS_PORT" "$log"
+  pid_alive "$RUN_DIR/dnsmasq.pid" || die_with_log "dnsmasq exited while starting" "$log"
+}
+
+# usage: stack_nginx_render   (the repository's nginx.conf with this stack's
+# addresses, ports and paths; every edit checked before and after)
+stack_nginx_render() {
+  local conf=$STACK_DIR/nginx.conf access_log
+  access_log=$(rootfs_path "$NGINX_ROOT" "$LOG_DIR/nginx-access.log")
+  cp "$REPO/nginx.conf" "$conf.tmp"
+  _stack_replace "$conf.tmp" 'listen 80;' "listen 127.0.0.1:$HTTP_PORT;"
+  _stack_replace "$conf.tmp" 'resolver 127.0.0.11' "resolver 127.0.0.1:$DNS_PORT"
+  _stack_replace "$conf.tmp" 'server app:8000 resolve' "server app:$APP_PORT resolve"
+  _stack_replace "$conf.tmp" 'access_log /var/log/nginx/access.log' "access_log $access_log"
+  mv "$conf.tmp" "$conf"
+}
+
+# usage: _stack_replace FILE OLD NEW   (literal text; OLD must occur exactly once)
+_stack_replace() {
+  local file=$1 old=$2 new=$3 count pattern replacement
+  count=$(grep -cF -- "$old" "$file" || true)
+  ((count == 1)) ||
+    die "nginx.conf has $count lines with '$old' (expected 1); update stack_nginx_render in $0"
+  pattern=$(printf '%s' "$old" | sed 's/[]\/$*.^[]/\\&/g')
+  replacement=$(printf '%s' "$new" | sed 's/[\/&]/\\&/g')
+  sed -i "s/$pattern/$replacement/" "$file"
+  grep -qF -- "$new" "$file" || die "rendering nginx.conf: '$old' was not replaced by '$new'"
+}
+
+# usage: stack_nginx_up   (renders the config and starts nginx unless it runs)
+stack_nginx_up() {
+  local pidfile=$RUN_DIR/nginx.pid log=$LOG_DIR/nginx-error.log in_pid in_log in_conf
+  pid_alive "$pidfile" && return 0
+  stack_nginx_render
+  in_pid=$(rootfs_path "$NGINX_ROOT" "$pidfile")
+  in_log=$(rootfs_path "$NGINX_ROOT" "$log")
+  in_conf=$(rootfs_path "$NGINX_ROOT" "$STACK_DIR/nginx.conf")
+  log "starting nginx on 127.0.0.1:$HTTP_PORT (log: $log)"
+  # nginx.conf has no pid or error_log lines: the image and this stack differ.
+  "${NGINX[@]}" -e "$in_log" -c "$in_conf" -g "pid $in_pid; error_log $in_log info;" >>"$log" 2>&1 ||
+    die_with_log "nginx failed to start" "$log"
+  wait_until "$NGINX_START_SECONDS" "nginx on port $HTTP_PORT" _stack_http_answers "http://127.0.0.1:$HTTP_PORT/healthz" ||
+    die_with_log "nginx did not answer on 127.0.0.1:$HTTP_PORT within $NGINX_START_SECONDS s" "$log"
+}
+
+# usage: _stack_http_answers URL   (any HTTP status will do; /healthz, not /,
+# which would count a hit)
+_stack_http_answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" || true)
+  [[ $code != 000 ]]
+}
+
+# usage: stack_apps_converge N BIN   (instances 1..N run and are healthy, the
+# DNS name lists exactly them, instances above N are stopped)
+stack_apps_converge() {
+  local n=$1 bin=$2 i extra=()
+  for ((i = 1; i <= n; i++)); do
+    stack_app_start "$i" "$bin"
+  done
+  for ((i = 1; i <= n; i++)); do
+    stack_app_wait "$i"
+  done
+  mapfile -t extra < <(stack_app_numbers | awk -v n="$n" '$1 > n')
+  # New instances are added to DNS once healthy, old ones removed before they stop.
+  stack_dns_update "$n"
+  ((${#extra[@]} == 0)) || stack_apps_stop "${extra[@]}"
+  stack_write_env "$n"
+}
+
+# usage: stack_write_env INSTANCES   (machine-readable KEY=VALUE, read by tests)
+stack_write_env() {
+  local name
+  {
+    printf 'STACK_NAME=%s\nSTACK_DIR=%s\nINSTANCES=%s\nDB_NAME=%s\n' \
+      "$STACK_NAME" "$STACK_DIR" "$1" "$DB_NAME"
+    printf 'APP_DB_PASSWORD_FILE=%s\nLOG_DIR=%s\n' "$STACK_DIR/app-db-password" "$LOG_DIR/app"
+    for name in "${SETTINGS[@]}"; do
+      printf '%s=%s\n' "$name" "${!name}"
+    done
+  } >"$STACK_DIR/stack.env.tmp"
+  mv "$STACK_DIR/stack.env.tmp" "$STACK_DIR/stack.env"
+}
+
+# usage: stack_check_unchanged   (a running stack keeps its ports and binaries)
+stack_check_unchanged() {
+  local name saved
+  [[ -f $STACK_DIR/stack.env ]] && stack_any_running || return 0
+  for name in "${SETTINGS[@]}"; do
+    saved=$(_stack_saved "$name" "")
+    [[ $saved == "${!name}" ]] ||
+      die "stack '$STACK_NAME' runs with $name=$saved, not ${!name}: run down first, or pick another STACK_NAME"
+  done
+}
+
+# usage: stack_any_running
+stack_any_running() {
+  local file
+  for file in "$RUN_DIR"/*.pid; do
+    pid_alive "$file" && return 0
+  done
+  return 1
+}
+
+# usage: stack_up [N]
+stack_up() {
+  local n=${1:-$(_stack_saved INSTANCES 3)} bin
+  _stack_count up "$n"
+  stack_check_unchanged
+  mkdir -p "$RUN_DIR" "$LOG_DIR/app"
+  cp /proc/sys/kernel/random/boot_id "$RUN_DIR/boot-id"
+  bin=$(stack_app_bin --build)
+  stack_db_up
+  stack_apps_converge "$n" "$bin"
+  stack_nginx_up
+  log "stack '$STACK_NAME' is up with $n instances"
+  cat <<EOT
+URL:      http://127.0.0.1:$HTTP_PORT/
+database: scripts/local-stack.sh mysql   (or mysql -h127.0.0.1 -P$MYSQL_PORT -uroot $DB_NAME)
+status:   scripts/local-stack.sh status  (settings in $STACK_DIR/stack.env)
+EOT
+}
+
+# usage: stack_scale N
+stack_scale() {
+  local bin
+  _stack_count scale "${1:-}"
+  stack_is_up || die "stack '$STACK_NAME' is not up: run scripts/local-stack.sh up first"
+  bin=$(stack_app_bin)
+  stack_apps_converge "$1" "$bin"
+  log "stack '$STACK_NAME' runs $1 instances"
+}
+
+# usage: stack_is_up   (nginx and dnsmasq run)
+stack_is_up() {
+  pid_alive "$RUN_DIR/nginx.pid" && pid_alive "$RUN_DIR/dnsmasq.pid"
+}
+
+# usage: stack_down   (quiet when nothing runs)
+stack_down() {
+  local instances=()
+  [[ -d $RUN_DIR ]] || return 0
+  stop_pidfile "$RUN_DIR/nginx.pid" 10
+  mapfile -t instances < <(stack_app_numbers)
+  ((${#instances[@]} == 0)) || stack_apps_stop "${instances[@]}"
+  stop_pidfile "$RUN_DIR/dnsmasq.pid" 10
+  mysql_stop "$STACK_DIR"
+  log "stack '$STACK_NAME' is down (data kept in $STACK_DIR)"
+}
+
+# usage: stack_purge   (down, then delete the stack's directory)
+stack_purge() {
+  stack_down
+  # STACK_NAME is validated, so this is always one stack's own directory.
+  [[ $STACK_DIR == "$ROOTFS/var/lib/webcluster/$STACK_NAME" ]] || die "refusing to delete $STACK_DIR"
+  rm -rf "$STACK_DIR"
+  log "stack '$STACK_NAME' purged"
+}
+
+# usage: stack_status   (exit 3 when a server of the stack is stopped)
+stack_status() {
+  local n i status=0
+  [[ -f $STACK_DIR/stack.env ]] || { log "stack '$STACK_NAME' does not exist ($STACK_DIR)"; return 3; }
+  n=$(_stack_saved INSTANCES 0)
+  _stack_status_line mysqld "$RUN_DIR/mysqld.pid" "127.0.0.1:$MYSQL_PORT" || status=3
+  _stack_status_line dnsmasq "$RUN_DIR/dnsmasq.pid" "127.0.0.1:$DNS_PORT app -> $(_stack_dns_names)" || status=3
+  _stack_status_line nginx "$RUN_DIR/nginx.pid" "http://127.0.0.1:$HTTP_PORT/" || status=3
+  for i in $( (seq 1 "$n"; stack_app_numbers) | sort -nu); do
+    _stack_status_line "app-$i" "$RUN_DIR/app-$i.pid" "$(stack_app_ip "$i"):$APP_PORT" || status=3
+  done
+  return "$status"
+}
+
+# usage: _stack_status_line NAME PIDFILE DETAIL
+_stack_status_line() {
+  if pid_alive "$2"; then
+    printf '%-8s running  pid %-8s %s\n' "$1" "$(<"$2")" "$3"
+  else
+    printf '%-8s stopped  pid %-8s %s\n' "$1" - "$3"
+    return 1
+  fi
+}
+
+_stack_dns_names() {
+  [[ -f $STACK_DIR/dnsmasq.hosts ]] || return 0
+  awk '{ printf "%s ", $1 }' "$STACK_DIR/dnsmasq.hosts"
+}
+
+# usage: stack_mysql [client args...]   (root on the app database)
+stack_mysql() {
+  mysql_running "$STACK_DIR" ||
+    die "mysqld of stack '$STACK_NAME' is not running: scripts/local-stack.sh up"
+  mysql_client "$MYSQL_PORT" -uroot -D "$DB_NAME" "$@"
+}
+
+main() {
+  local command=${1:-}
+  shift || true
+  case $command in
+    up | scale | down | purge | status | mysql) ;;
+    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [args...]" ;;
+  esac
+  stack_settings
+  "stack_$command" "$@"
+}
+
+main "$@"

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# A throwaway or local MySQL/MariaDB server on 127.0.0.1. Sourced, never
+# executed; needs scripts/lib.sh. Call mysql_configure first.
+#
+# A server lives in one directory DIR (a host path):
+#   DIR/mysql/            data directory
+#   DIR/mysql-files/      --secure-file-priv (MySQL in a chroot refuses to start without it)
+#   DIR/run/mysqld.pid    DIR/run/mysqld.sock
+#   DIR/log/mysqld.log    error log
+# By default the server is MySQL 9.7's mysqld inside the root filesystem built
+# by scripts/rootfs.sh, so DIR must be inside that tree. A host binary (for
+# example the host's MariaDB `mariadbd`) runs instead when one is named.
+
+# Seconds to wait for a start (InnoDB recovery after a KILL is slow) and a stop.
+MYSQL_START_SECONDS=${MYSQL_START_SECONDS:-60}
+MYSQL_STOP_SECONDS=${MYSQL_STOP_SECONDS:-60}
+
+_MYSQL_ROOT=      # chroot directory; empty when host binaries run
+_MYSQL_SERVER=()  # the server command, host-side (chroot prefix included)
+_MYSQL_CLIENT=()  # the client command, host-side
+_MYSQL_FLAVOR=    # mysql | mariadb
+_MYSQL_VERSION=   # e.g. 9.7.4
+
+# usage: mysql_configure ROOTFS SERVER_BIN
+#   SERVER_BIN empty: mysqld inside ROOTFS (chroot), with its mysql client.
+#   SERVER_BIN set:   that host binary (mysqld or mariadbd) and the host client.
+# ie: mysql_configure "$(scripts/rootfs.sh)" "${MYSQLD_BIN:-}"
+#     mysql_configure "" mariadbd
+mysql_configure() {
+  local rootfs=$1 bin=$2 version
+  if [[ -n $bin ]]; then
+    command -v "$bin" >/dev/null || die "MySQL server binary not found: $bin"
+    _MYSQL_ROOT=
+    _MYSQL_SERVER=("$bin")
+  else
+    [[ -x $rootfs/usr/sbin/mysqld ]] || die "no mysqld in the root filesystem '$rootfs' (run scripts/rootfs.sh)"
+    require_root "the MySQL server runs in a chroot"
+    _MYSQL_ROOT=$rootfs
+    _MYSQL_SERVER=(chroot "$rootfs" mysqld)
+  fi
+  version=$("${_MYSQL_SERVER[@]}" --version 2>&1) || die "cannot run ${_MYSQL_SERVER[*]} --version: $version"
+  [[ $version =~ Ver\ ([0-9]+\.[0-9]+\.[0-9]+) ]] || die "unrecognised server version: $version"
+  _MYSQL_VERSION=${BASH_REMATCH[1]}
+  if [[ $version == *MariaDB* ]]; then
+    _MYSQL_FLAVOR=mariadb
+    _MYSQL_CLIENT=(mariadb)
+  else
+    _MYSQL_FLAVOR=mysql
+    _MYSQL_CLIENT=(mysql)
+    [[ -z $_MYSQL_ROOT ]] || _MYSQL_CLIENT=(chroot "$_MYSQL_ROOT" mysql)
+  fi
+}
+
+# usage: mysql_flavor   (prints mysql or mariadb)
+mysql_flavor() {
+  printf '%s\n' "$_MYSQL_FLAVOR"
+}
+
+# usage: mysql_version   (prints e.g. 9.7.4)
+mysql_version() {
+  printf '%s\n' "$_MYSQL_VERSION"
+}
+
+# usage: mysql_client_command   (prints the client command, space separated,
+# for scripts/apply-sql.sh's MYSQL_CLIENT)
+mysql_client_command() {
+  printf '%s\n' "${_MYSQL_CLIENT[*]}"
+}
+
+# usage: mysql_tempdir NAME   (prints a new empty directory the server can use)
+mysql_tempdir() {
+  mktemp -d "$_MYSQL_ROOT/tmp/$1.XXXXXX"
+}
+
+# usage: mysql_log DIR   (prints the host path of the server's error log)
+mysql_log() {
+  printf '%s\n' "$1/log/mysqld.log"
+}
+
+# usage: mysql_init DIR   (initialises DIR/mysql unless it already holds data;
+# root@localhost gets no password, so keep the server on loopback)
+mysql_init() {
+  local dir=$1 datadir=$1/mysql log
+  log=$(mysql_log "$dir")
+  mkdir -p "$dir/log" "$dir/run" "$dir/mysql-files"
+  if [[ -d $datadir ]] && [[ -n $(ls -A "$datadir") ]]; then
+    return 0
+  fi
+  log "initialising the $_MYSQL_FLAVOR data directory $datadir"
+  if ! _mysql_initialise "$datadir" >>"$log" 2>&1; then
+    # A half-written data directory would be taken for a real one next time.
+    rm -rf "$datadir"
+    die_with_log "initialising the $_MYSQL_FLAVOR data directory failed" "$log"
+  fi
+}
+
+_mysql_initialise() {
+  local datadir
+  datadir=$(rootfs_path "$_MYSQL_ROOT" "$1")
+  if [[ $_MYSQL_FLAVOR == mariadb ]]; then
+    # normal: root@localhost/127.0.0.1 with an empty password, reachable over TCP.
+    mariadb-install-db --no-defaults --user=root --datadir="$datadir" \
+      --auth-root-authentication-method=normal --skip-test-db
+  else
+    "${_MYSQL_SERVER[@]}" --no-defaults --initialize-insecure --user=root --datadir="$datadir"
+  fi
+}
+
+# usage: _mysql_server_args DIR PORT   (prints one flag per line; the only
+# place the server's flags are set)
+_mysql_server_args() {
+  local in
+  in=$(rootfs_path "$_MYSQL_ROOT" "$1")
+  printf '%s\n' --no-defaults --user=root \
+    "--datadir=$in/mysql" "--port=$2" --bind-address=127.0.0.1 \
+    "--socket=$in/run/mysqld.sock" "--pid-file=$in/run/mysqld.pid" \
+    "--log-error=$in/log/mysqld.log" "--secure-file-priv=$in/mysql-files"
+  # X Protocol would open a second port (33060) that nothing uses.
+  [[ $_MYSQL_FLAVOR == mariadb ]] || printf '%s\n' --mysqlx=OFF
+}
+
+# usage: mysql_start DIR PORT   (starts the server unless it runs, then waits
+# until it answers on 127.0.0.1:PORT)
+mysql_start() {
+  local dir=$1 port=$2 pidfile=$1/run/mysqld.pid log args
+  log=$(mysql_log "$dir")
+  if pid_alive "$pidfile"; then
+    # Starting, or shutting down after a SIGTERM: wait to see which.
+    wait_until "$MYSQL_STOP_SECONDS" "$_MYSQL_FLAVOR on port $port to answer or exit" \
+      _mysql_answers_or_died "$dir" "$port" || true
+    pid_alive "$pidfile" && { mysql_wait "$dir" "$port"; return 0; }
+  fi
+  port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
+  mysql_init "$dir"
+  mapfile -t args < <(_mysql_server_args "$dir" "$port")
+  log "starting $_MYSQL_FLAVOR on 127.0.0.1:$port (log: $log)"
+  # setsid: a Ctrl-C or a closed terminal in the caller must not reach the server.
+  setsid "${_MYSQL_SERVER[@]}" "${args[@]}" </dev/null >>"$log" 2>&1 &
+  # The server rewrites this file with the same pid once it is up; writing it
+  # now lets a failed start be noticed (and stopped) before that.
+  printf '%s\n' "$!" >"$pidfile"
+  mysql_wait "$dir" "$port"
+}
+
+# usage: mysql_wait DIR PORT   (waits until the server answers a query over TCP)
+mysql_wait() {
+  local dir=$1 port=$2 log
+  log=$(mysql_log "$dir")
+  wait_until "$MYSQL_START_SECONDS" "$_MYSQL_FLAVOR on port $port" _mysql_answers_or_died "$dir" "$port" || true
+  pid_alive "$dir/run/mysqld.pid" ||
+    die_with_log "the $_MYSQL_FLAVOR server on port $port exited while starting" "$log"
+  _mysql_answers "$port" ||
+    die_with_log "the $_MYSQL_FLAVOR server on port $port did not answer within $MYSQL_START_SECONDS s" "$log"
+}
+
+_mysql_answers_or_died() {
+  ! pid_alive "$1/run/mysqld.pid" || _mysql_answers "$2"
+}
+
+_mysql_answers() {
+  mysql_client "$1" -uroot --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1
+}
+
+# usage: mysql_stop DIR   (SIGTERM, then SIGKILL after MYSQL_STOP_SECONDS; quiet
+# when nothing runs)
+mysql_stop() {
+  local pidfile=$1/run/mysqld.pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  log "stopping $_MYSQL_FLAVOR (pid $(<"$pidfile"))"
+  stop_pidfile "$pidfile" "$MYSQL_STOP_SECONDS"
+}
+
+# usage: mysql_running DIR
+mysql_running() {
+  pid_alive "$1/run/mysqld.pid"
+}
+
+# usage: mysql_client PORT [client args...]   (the mysql/mariadb client against
+# 127.0.0.1:PORT; pass -u, and the password through MYSQL_PWD)
+# ie: mysql_client 13306 -uroot -D webcluster -e 'CALL read_hits()'
+mysql_client() {
+  local port=$1
+  shift
+  "${_MYSQL_CLIENT[@]}" --protocol=TCP -h127.0.0.1 -P"$port" "$@"
+}
