@@ -3,6 +3,7 @@
 //! Each test brings up its own stack and purges it on drop, pass or fail;
 //! stacks share addresses, so tests take turns (see `support::Stack`).
 
+mod connections;
 mod counting;
 mod http_client;
 mod outages;

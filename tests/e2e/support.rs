@@ -215,13 +215,22 @@ impl Drop for Stack {
         if thread::panicking() {
             self.print_logs();
         }
+        // E2E_KEEP_LOGS=1 stops the stack but keeps its logs and data for a look.
+        let command = if std::env::var_os("E2E_KEEP_LOGS").is_some() {
+            "down"
+        } else {
+            "purge"
+        };
         let status = Command::new("bash")
             .arg(repo().join("scripts/local-stack.sh"))
-            .arg("purge")
+            .arg(command)
             .env("STACK_NAME", &self.name)
             .status();
         if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("warning: could not purge stack {}: {status:?}", self.name);
+            eprintln!(
+                "warning: could not {command} stack {}: {status:?}",
+                self.name
+            );
         }
     }
 }
