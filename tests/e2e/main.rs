@@ -9,5 +9,6 @@ mod http_client;
 mod outages;
 mod privileges;
 mod shutdown;
+mod startup;
 mod stickiness;
 mod support;

@@ -1,0 +1,121 @@
+//! The binary on its own, without the stack: startup errors, a missing
+//! database, and the exit status after SIGTERM.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::http_client::Client;
+use crate::support::wait_for;
+
+/// Apart from the stacks' addresses; nothing else listens here.
+const LISTEN: &str = "127.0.2.1:8000";
+
+fn webcluster(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webcluster"));
+    command
+        .env_clear()
+        .env(
+            "LOG_DIR",
+            std::env::temp_dir().join("webcluster-startup-test"),
+        )
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Kills the child if the test fails before it exits by itself.
+struct Running(Option<Child>);
+
+impl Running {
+    fn wait(mut self) -> Output {
+        self.0
+            .take()
+            .expect("still running")
+            .wait_with_output()
+            .expect("wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn an_invalid_setting_stops_startup_with_one_line_and_status_2() {
+    for (variable, value) in [
+        ("WORKERS", "0"),
+        ("DB_PORT", "http"),
+        ("TRUSTED_PROXIES", "10.0.0.0/40"),
+    ] {
+        let output = webcluster(&[(variable, value)])
+            .output()
+            .expect("run webcluster");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(variable),
+            "the line names {variable}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn without_a_database_it_starts_answers_503_and_exits_0_on_sigterm() {
+    let child = webcluster(&[
+        ("LISTEN_ADDR", LISTEN),
+        ("INTERNAL_IP", "127.0.2.1"),
+        // Nothing listens on port 1: connections are refused at once.
+        ("DB_PORT", "1"),
+        ("WORKERS", "4"),
+    ])
+    .spawn()
+    .expect("start webcluster");
+    let running = Running(Some(child));
+    let addr = LISTEN.parse().expect("address");
+
+    wait_for(Duration::from_secs(10), "the app to listen", || {
+        Client::new(addr)
+            .get("/healthz")
+            .is_ok_and(|r| r.status == 200)
+    });
+    let mut client = Client::new(addr);
+    assert_eq!(client.get("/").expect("GET /").status, 503);
+    assert_eq!(client.get("/readyz").expect("GET /readyz").status, 503);
+    assert_eq!(
+        client.request("HEAD", "/").expect("HEAD /").status,
+        200,
+        "HEAD needs no database"
+    );
+
+    let pid = running.0.as_ref().expect("child").id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = running.wait();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "exit status after SIGTERM:\n{stderr}"
+    );
+    assert!(stderr.contains("stopped: Drained"), "{stderr}");
+    assert!(
+        stderr.contains("internal IP 127.0.2.1 (from INTERNAL_IP)"),
+        "{stderr}"
+    );
+}
