@@ -4,7 +4,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::http_client::run_load;
-use crate::support::{Stack, wait_for};
+use crate::support::{Stack, assert_each_request_counted_once, wait_for};
 
 #[test]
 fn sigterm_under_load_loses_no_request_and_the_counter_still_equals_the_rows() {
@@ -24,28 +24,7 @@ fn sigterm_under_load_loses_no_request_and_the_counter_still_equals_the_rows() {
     stack.wait_instance_exit(1, Duration::from_secs(30));
     let report = load.join().expect("load thread");
 
-    assert!(
-        report.errors.is_empty(),
-        "failed requests: {:?}",
-        &report.errors[..report.errors.len().min(5)]
-    );
-    assert_eq!(
-        report.ok(),
-        12_000,
-        "every request answered 200: {:?}",
-        report.statuses
-    );
-    let after = stack.counter_and_rows();
-    assert_eq!(
-        after.counter - before.counter,
-        report.ok(),
-        "counter == 200 responses"
-    );
-    assert_eq!(
-        after.rows - before.rows,
-        report.ok(),
-        "rows == 200 responses"
-    );
+    assert_each_request_counted_once(&report, 12_000, before, stack.counter_and_rows());
     let log = stack.instance_log(1);
     assert!(
         log.contains("stopped: Drained"),

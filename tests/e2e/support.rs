@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
+use crate::http_client::LoadReport;
+
 /// Stacks share these addresses, so only one exists at a time.
 static ONE_STACK_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -233,6 +235,38 @@ impl Drop for Stack {
             );
         }
     }
+}
+
+/// Every one of `requests` was answered 200, and each 200 added exactly one
+/// to the counter and one access_log row.
+pub fn assert_each_request_counted_once(
+    report: &LoadReport,
+    requests: u64,
+    before: Totals,
+    after: Totals,
+) {
+    let first_errors = &report.errors[..report.errors.len().min(5)];
+    assert!(
+        report.errors.is_empty(),
+        "{} failed requests, first: {first_errors:?}",
+        report.errors.len()
+    );
+    assert_eq!(
+        report.ok(),
+        requests,
+        "every request answered 200: {:?}",
+        report.statuses
+    );
+    assert_eq!(
+        after.counter - before.counter,
+        report.ok(),
+        "counter == 200 responses"
+    );
+    assert_eq!(
+        after.rows - before.rows,
+        report.ok(),
+        "new access_log rows == 200 responses"
+    );
 }
 
 /// Polls `condition` every 100 ms; panics with `what` after `timeout`.
