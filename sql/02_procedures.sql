@@ -1,6 +1,6 @@
 -- The app's only way into the data. SQL SECURITY DEFINER lets an account that
 -- holds nothing but EXECUTE run them. MySQL has no CREATE OR REPLACE PROCEDURE,
--- hence DROP + CREATE; that also drops routine grants, which 04 restores.
+-- hence DROP + CREATE (04 grants EXECUTE on the database, which survives it).
 
 DELIMITER //
 

@@ -237,10 +237,7 @@ mod tests {
         let config = config_from(&[]).expect("defaults are valid");
         assert_eq!(config.listen_addr, "0.0.0.0:8000".parse().unwrap());
         assert_eq!(config.workers, 8);
-        assert_eq!(
-            config.db.pool_size, 8,
-            "pool size follows the worker count"
-        );
+        assert_eq!(config.db.pool_size, 8, "pool size follows the worker count");
         assert_eq!(config.db.host, "127.0.0.1");
         assert_eq!(config.db.port, 3306);
         assert_eq!(config.db.name, "webcluster");

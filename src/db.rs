@@ -14,10 +14,14 @@ use crate::config::DbSettings;
 use crate::pool::{CheckoutError, Lease, Pool};
 use crate::request_id::RequestId;
 
-/// Server errors after which the whole CALL is known to be rolled back and may run again.
-const RETRYABLE: [u16; 2] = [
+/// Server errors after which the CALL is known not to have taken effect, so it may run again.
+const RETRYABLE: [u16; 4] = [
     1213, // ER_LOCK_DEADLOCK: the server rolled back the transaction
     1205, // ER_LOCK_WAIT_TIMEOUT: record_hit's handler rolls back the transaction
+    // sql/ being re-applied: between DROP and CREATE PROCEDURE, or between
+    // REVOKE and GRANT, the server refuses the CALL without running it.
+    1305, // ER_SP_DOES_NOT_EXIST
+    1370, // ER_PROCACCESS_DENIED_ERROR
 ];
 const MAX_ATTEMPTS: u32 = 4;
 /// The number of slot rows in `hit_counter` (sql/01_schema.sql).
@@ -122,7 +126,7 @@ impl Db {
         }
     }
 
-    /// Runs `op` on a pooled connection, retrying deadlocks and lock-wait timeouts.
+    /// Runs `op` on a pooled connection, retrying the errors in `RETRYABLE`.
     fn call<T>(&self, op: impl Fn(&mut mysql::Conn) -> mysql::Result<T>) -> Result<T, DbError> {
         retrying(|| self.call_once(&op))
     }
@@ -152,7 +156,7 @@ impl Db {
 }
 
 /// Runs `attempt` again, after a jittered pause, while it fails with an error
-/// that rolled the whole CALL back. Never retries when the outcome is unknown.
+/// after which the CALL had no effect. Never retries when the outcome is unknown.
 fn retrying<T>(mut attempt: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
     let mut tries = 1;
     loop {
@@ -218,6 +222,17 @@ mod tests {
     }
 
     #[test]
+    fn a_call_refused_during_a_schema_reapply_is_retried() {
+        let (result, attempts) = run_script(vec![
+            Err(server_error(1305)),
+            Err(server_error(1370)),
+            Ok(7),
+        ]);
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(attempts, 3);
+    }
+
+    #[test]
     fn retries_stop_after_the_last_attempt() {
         let (result, attempts) = run_script(vec![]);
         assert!(matches!(result, Err(DbError::Server { code: 1213, .. })));
@@ -226,8 +241,8 @@ mod tests {
 
     #[test]
     fn other_server_errors_are_not_retried() {
-        let (result, attempts) = run_script(vec![Err(server_error(1370))]);
-        assert!(matches!(result, Err(DbError::Server { code: 1370, .. })));
+        let (result, attempts) = run_script(vec![Err(server_error(1062))]);
+        assert!(matches!(result, Err(DbError::Server { code: 1062, .. })));
         assert_eq!(attempts, 1);
     }
 

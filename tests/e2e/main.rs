@@ -8,6 +8,7 @@ mod counting;
 mod http_client;
 mod outages;
 mod privileges;
+mod reapply;
 mod shutdown;
 mod startup;
 mod stickiness;
