@@ -29,10 +29,23 @@ run_lints() {
   shellcheck -x scripts/*.sh tests/*.sh .ci/run
 }
 
+# usage: purge_e2e_stacks   (each test purges its own stack; this catches
+# those of a test binary that was killed, so no server keeps its port)
+purge_e2e_stacks() {
+  local dir rootfs
+  rootfs=$(bash scripts/rootfs.sh)
+  for dir in "$rootfs"/var/lib/webcluster/e2e-*; do
+    [[ -d $dir ]] || continue
+    STACK_NAME=${dir##*/} bash scripts/local-stack.sh purge >/dev/null 2>&1 ||
+      warn "could not purge the stack in $dir"
+  done
+}
+
 main() {
   require_root "it installs packages and runs MySQL and nginx in a chroot"
   install_packages
   bash scripts/rootfs.sh >/dev/null
+  trap purge_e2e_stacks EXIT
   run_lints
   log "unit tests"
   cargo test --release --lib --bins
