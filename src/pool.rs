@@ -50,12 +50,17 @@ impl Pool {
     /// A live connection: an idle one that answers a ping, or a new one.
     pub fn checkout(&self) -> Result<Lease<'_>, CheckoutError> {
         let slot = self.reserve_slot()?;
-        while let Some(mut conn) = self.lock().idle.pop() {
+        let idle = self.lock().idle.pop();
+        if let Some(mut conn) = idle {
             // A database restart leaves idle connections dead: find out before
             // sending a CALL whose outcome we could not know.
             if conn.ping().is_ok() {
                 return Ok(Lease { conn, _slot: slot });
             }
+            // The others went with it; pinging each in turn could cost a read
+            // timeout apiece on an unreachable host. Closed outside the lock.
+            let dead = std::mem::take(&mut self.lock().idle);
+            drop(dead);
         }
         let conn = Conn::new(self.opts.clone()).map_err(CheckoutError::Connect)?;
         Ok(Lease { conn, _slot: slot })
