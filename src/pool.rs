@@ -4,6 +4,8 @@
 //! unreachable database every worker would wait out the others' connect
 //! timeouts in turn. Here each checkout waits at most one connect timeout.
 
+use std::error::Error as _;
+use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -54,13 +56,19 @@ impl Pool {
         if let Some(mut conn) = idle {
             // A database restart leaves idle connections dead: find out before
             // sending a CALL whose outcome we could not know.
-            if conn.ping().is_ok() {
-                return Ok(Lease { conn, _slot: slot });
-            }
+            let error = match conn.ping() {
+                Ok(()) => return Ok(Lease { conn, _slot: slot }),
+                Err(error) => error,
+            };
             // The others went with it; pinging each in turn could cost a read
             // timeout apiece on an unreachable host. Closed outside the lock.
             let dead = std::mem::take(&mut self.lock().idle);
             drop(dead);
+            // A server that stopped answering would stall a new connection's
+            // handshake for another read timeout.
+            if timed_out(&error) {
+                return Err(CheckoutError::Connect(error));
+            }
         }
         let conn = Conn::new(self.opts.clone()).map_err(CheckoutError::Connect)?;
         Ok(Lease { conn, _slot: slot })
@@ -94,6 +102,24 @@ impl Pool {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The server did not answer in time, as opposed to having closed the connection.
+fn timed_out(error: &mysql::Error) -> bool {
+    let io = match error {
+        mysql::Error::IoError(e) => Some(e),
+        // The driver wraps reads in a codec error whose source is the I/O error.
+        mysql::Error::CodecError(codec) => {
+            codec.source().and_then(|e| e.downcast_ref::<io::Error>())
+        }
+        _ => None,
+    };
+    io.is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    })
 }
 
 /// A checked-out connection.
@@ -145,6 +171,16 @@ mod tests {
             pool.reserve_slot().is_ok(),
             "a released slot can be taken again"
         );
+    }
+
+    #[test]
+    fn only_a_read_timeout_counts_as_an_unresponsive_server() {
+        // The codec-wrapped form is covered end to end (tests/e2e/outages.rs).
+        let io_error = |kind| mysql::Error::IoError(io::Error::from(kind));
+        assert!(timed_out(&io_error(io::ErrorKind::WouldBlock)));
+        assert!(timed_out(&io_error(io::ErrorKind::TimedOut)));
+        assert!(!timed_out(&io_error(io::ErrorKind::ConnectionReset)));
+        assert!(!timed_out(&io_error(io::ErrorKind::UnexpectedEof)));
     }
 
     #[test]

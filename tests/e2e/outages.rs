@@ -51,3 +51,38 @@ fn stopping_mysql_gives_503s_and_service_recovers_when_it_returns() {
     );
     assert_eq!(client.get("/readyz").expect("readyz").status, 200);
 }
+
+#[test]
+fn a_stalled_mysql_gives_503s_within_the_read_timeout_and_service_resumes() {
+    let mut stack = Stack::up("stall", 1);
+    let mut client = Client::new(stack.http_addr());
+    assert_eq!(client.get("/").expect("request").status, 200);
+
+    // Stopped, not killed: connections stay open and the server never answers.
+    stack.signal("mysqld", "STOP");
+    let answers: Vec<(u16, Duration)> = ["/", "/showcount", "/"]
+        .iter()
+        .map(|path| {
+            let started = Instant::now();
+            let status = client
+                .get(path)
+                .expect("the app answers while the database stalls")
+                .status;
+            (status, started.elapsed())
+        })
+        .collect();
+    stack.signal("mysqld", "CONT");
+
+    for (status, elapsed) in &answers {
+        assert_eq!(*status, 503, "answers while stalled: {answers:?}");
+        // DB_READ_TIMEOUT_MS is 5 s; a second timeout in a row would show as 10 s.
+        assert!(
+            *elapsed < Duration::from_secs(9),
+            "one read timeout at most: {answers:?}"
+        );
+    }
+    let addr = stack.http_addr();
+    wait_for(Duration::from_secs(30), "the app to serve again", || {
+        Client::new(addr).get("/").is_ok_and(|r| r.status == 200)
+    });
+}

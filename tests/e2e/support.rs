@@ -95,15 +95,25 @@ impl Stack {
     }
 
     pub fn kill_instance(&mut self, i: usize, signal: &str) {
-        let pid = self.pid(&format!("app-{i}"));
+        let pid = self.signal(&format!("app-{i}"), signal);
+        if signal == "KILL" {
+            wait_for(
+                Duration::from_secs(10),
+                &format!("app-{i} (pid {pid}) to die"),
+                || !process_alive(pid),
+            );
+        }
+    }
+
+    /// Sends `signal` to a server of the stack (`mysqld`, `nginx`, `app-2`); returns its pid.
+    pub fn signal(&mut self, server: &str, signal: &str) -> u32 {
+        let pid = self.pid(server);
         let status = Command::new("kill")
             .args(["-s", signal, &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -s {signal} {pid} (app-{i})");
-        if signal == "KILL" {
-            self.wait_instance_exit(i, Duration::from_secs(10));
-        }
+        assert!(status.success(), "kill -s {signal} {pid} ({server})");
+        pid
     }
 
     pub fn wait_instance_exit(&self, i: usize, timeout: Duration) {
@@ -114,12 +124,7 @@ impl Stack {
     }
 
     pub fn stop_mysql(&mut self) {
-        let pid = self.pid("mysqld");
-        let status = Command::new("kill")
-            .args(["-s", "TERM", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill mysqld {pid}");
+        let pid = self.signal("mysqld", "TERM");
         wait_for(Duration::from_secs(60), "mysqld to stop", || {
             !process_alive(pid)
         });
