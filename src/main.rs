@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             log::warn!("shutdown deadline passed with {busy_workers} worker(s) still busy");
             ExitCode::SUCCESS
         }
-        Ok(Outcome::AcceptFailed(reason)) => {
+        Ok(Outcome::Failed(reason)) => {
             log::error!("stopped: {reason}");
             ExitCode::FAILURE
         }

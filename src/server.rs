@@ -22,8 +22,9 @@ pub enum Outcome {
     Drained,
     /// Stopped by a signal, but some workers were still busy at the deadline.
     DeadlinePassed { busy_workers: usize },
-    /// tiny_http's accept loop died (for example, too many open files); it never restarts.
-    AcceptFailed(String),
+    /// The server could not go on: tiny_http's accept loop died (for example,
+    /// too many open files; it never restarts), or a worker could not start.
+    Failed(String),
 }
 
 pub struct Server {
@@ -69,7 +70,7 @@ impl Server {
             if let Err(e) = spawned {
                 log::error!("cannot start worker {id}: {e}");
                 self.shutdown.begin();
-                return Outcome::AcceptFailed(format!("cannot start workers: {e}"));
+                return Outcome::Failed(format!("cannot start workers: {e}"));
             }
         }
         drop(done_tx);
@@ -109,7 +110,7 @@ fn wait_for_workers(
         }
     }
     match failure {
-        Some(reason) => Outcome::AcceptFailed(reason),
+        Some(reason) => Outcome::Failed(reason),
         None => Outcome::Drained,
     }
 }
