@@ -1,7 +1,4 @@
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-
-use crate::http_client::run_load;
+use crate::http_client::Load;
 use crate::support::{Stack, assert_each_request_counted_once};
 
 #[test]
@@ -9,7 +6,7 @@ fn twenty_thousand_concurrent_hits_are_each_counted_once() {
     let stack = Stack::up("counting", 3);
     let before = stack.counter_and_rows();
 
-    let report = run_load(stack.http_addr(), 32, 20_000, Arc::new(AtomicU64::new(0)));
+    let report = Load::start(stack.http_addr(), 32, 20_000).join();
 
     assert_each_request_counted_once(&report, 20_000, before, stack.counter_and_rows());
     assert_eq!(

@@ -165,18 +165,48 @@ impl LoadReport {
     }
 }
 
-/// `connections` browser-like clients send `total` GET / between them.
-/// `progress` counts finished requests, so a test can act mid-run.
-pub fn run_load(
+/// `connections` browser-like clients sending `total` GET / between them, in the background.
+pub struct Load {
+    /// Finished requests, so a test can act mid-run.
+    progress: Arc<AtomicU64>,
+    handle: thread::JoinHandle<LoadReport>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, connections: usize, total: u64) -> Load {
+        let progress = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&progress);
+        let handle = thread::spawn(move || run_load(addr, connections, total, &counter));
+        Load { progress, handle }
+    }
+
+    /// Blocks until `done` requests have finished (at most a minute).
+    pub fn wait_for_progress(&self, done: u64) {
+        let what = format!("{done} requests to finish");
+        crate::support::wait_for(Duration::from_secs(60), &what, || {
+            self.progress.load(Ordering::Relaxed) >= done
+        });
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    pub fn join(self) -> LoadReport {
+        self.handle.join().expect("a load thread panicked")
+    }
+}
+
+fn run_load(
     addr: SocketAddr,
     connections: usize,
     total: u64,
-    progress: Arc<AtomicU64>,
+    progress: &Arc<AtomicU64>,
 ) -> LoadReport {
     let handles: Vec<_> = (0..connections as u64)
         .map(|c| {
             let share = total / connections as u64 + u64::from(c < total % connections as u64);
-            let progress = Arc::clone(&progress);
+            let progress = Arc::clone(progress);
             thread::spawn(move || {
                 let mut report = LoadReport::default();
                 let mut client = Client::new(addr);

@@ -1,10 +1,7 @@
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::thread;
 use std::time::Duration;
 
-use crate::http_client::{Client, run_load};
+use crate::http_client::{Client, Load};
 use crate::support::{Stack, wait_for};
 
 #[test]
@@ -20,7 +17,7 @@ fn a_client_that_keeps_its_cookie_stays_on_one_instance_under_load() {
     );
     let home = first.body.trim().to_owned();
 
-    let background = thread::spawn(move || run_load(addr, 16, 3_000, Arc::new(AtomicU64::new(0))));
+    let background = Load::start(addr, 16, 3_000);
     for i in 0..300 {
         let response = client.get("/").expect("sticky request");
         assert_eq!(response.status, 200);
@@ -35,7 +32,7 @@ fn a_client_that_keeps_its_cookie_stays_on_one_instance_under_load() {
             "a pinned client is not re-pinned"
         );
     }
-    let load = background.join().expect("background load");
+    let load = background.join();
     assert_eq!(
         load.ok(),
         3_000,
