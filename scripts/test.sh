@@ -52,7 +52,6 @@ main() {
   log "SQL tests on MySQL 9.7 and MariaDB"
   bash tests/sql.sh
   log "end-to-end tests through nginx on the local stack"
-  cargo build --release --quiet
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1
 }

@@ -2,7 +2,8 @@
 //!
 //! mysql::Pool opens new connections while holding its lock, so with an
 //! unreachable database every worker would wait out the others' connect
-//! timeouts in turn. Here each checkout waits at most one connect timeout.
+//! timeouts in turn. Here a checkout costs at most one connect timeout, or
+//! one read timeout when an idle connection's server has stopped answering.
 
 use std::error::Error as _;
 use std::io;

@@ -317,29 +317,26 @@ fn read_env_file(path: &Path) -> HashMap<String, String> {
         .collect()
 }
 
+/// The fields of /proc/PID/stat after the command name: state, ppid, ...
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself hold spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 fn process_alive(pid: u32) -> bool {
     // A zombie has exited; its parent just has not reaped it yet.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-    })
+    proc_stat(pid).is_some_and(|fields| fields.first().is_some_and(|state| state != "Z"))
 }
 
 fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let parent = parent.to_string();
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // Fields after the command name: state, then ppid.
-                stat.rsplit(')')
-                    .next()
-                    .and_then(|rest| rest.split_whitespace().nth(1))
-                    == Some(&parent.to_string())
-            })
-        })
+        .filter(|pid| proc_stat(*pid).is_some_and(|fields| fields.get(1) == Some(&parent)))
         .collect()
 }
