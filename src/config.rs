@@ -86,11 +86,7 @@ impl Config {
         let env = Env(&lookup);
         let workers = env.number("WORKERS", 8, 1, 1024)?;
         Ok(Config {
-            listen_addr: env.parsed(
-                "LISTEN_ADDR",
-                "0.0.0.0:8000",
-                "an address like 0.0.0.0:8000",
-            )?,
+            listen_addr: env.listen_addr()?,
             workers,
             db: DbSettings {
                 host: env.host("DB_HOST", "127.0.0.1")?,
@@ -124,6 +120,11 @@ impl Config {
     }
 }
 
+/// `LISTEN_ADDR` alone: the health check needs nothing else, not even a password.
+pub fn listen_addr_from_env() -> Result<SocketAddr, ConfigError> {
+    Env(&|name: &str| std::env::var(name).ok()).listen_addr()
+}
+
 /// The environment seen through a lookup function; empty values count as unset.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
@@ -145,6 +146,14 @@ impl Env<'_> {
             variable: name,
             problem: format!("{raw:?} is not {expected}"),
         })
+    }
+
+    fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.parsed(
+            "LISTEN_ADDR",
+            "0.0.0.0:8000",
+            "an address like 0.0.0.0:8000",
+        )
     }
 
     fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>

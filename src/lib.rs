@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod handlers;
+pub mod healthcheck;
 pub mod http;
 pub mod internal_ip;
 pub mod logging;

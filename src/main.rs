@@ -1,17 +1,65 @@
 //! Wiring only: config -> internal IP -> logging -> database -> workers -> shutdown -> exit code.
 
 use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use webcluster::config::Config;
+use webcluster::config::{self, Config};
 use webcluster::db::Db;
 use webcluster::handlers::App;
+use webcluster::healthcheck;
 use webcluster::internal_ip::choose_internal_ip;
 use webcluster::logging;
 use webcluster::server::{Outcome, Server};
 
+const USAGE: &str = "usage: webcluster              serve (configured by environment variables)
+       webcluster healthcheck  exit 0 if this instance's /healthz answers 200";
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => serve(),
+        ["healthcheck"] => health(),
+        ["-h" | "--help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        ["-V" | "--version"] => {
+            println!("webcluster {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("webcluster: unexpected arguments {args:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn health() -> ExitCode {
+    let listen = match config::listen_addr_from_env() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("webcluster: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match healthcheck::check(healthcheck::target(listen), Duration::from_secs(2)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("webcluster: unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -42,8 +90,14 @@ fn main() -> ExitCode {
 fn run(config: Config) -> Result<Outcome, String> {
     let internal = choose_internal_ip(config.internal_ip, &config.db.host, config.db.port)
         .map_err(|e| e.to_string())?;
-    let log_file = logging::init(&config.log_dir, internal.addr, config.log_level)
-        .map_err(|e| format!("cannot write logs to {}: {e}", config.log_dir.display()))?;
+    let log_file =
+        logging::init(&config.log_dir, internal.addr, config.log_level).map_err(|e| {
+            format!(
+                "cannot write logs to {} as uid {}: {e}",
+                config.log_dir.display(),
+                own_uid()
+            )
+        })?;
     log::info!(
         "internal IP {} (from {}); logging to {}",
         internal.addr,
@@ -78,4 +132,12 @@ fn run(config: Config) -> Result<Outcome, String> {
     let outcome = server.run(app, config.shutdown_timeout);
     log::info!("stopped: {outcome:?}");
     Ok(outcome)
+}
+
+/// For error messages: a log directory owned by someone else is the usual
+/// reason a container cannot start.
+fn own_uid() -> String {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid().to_string())
+        .unwrap_or_else(|_| "?".into())
 }

@@ -150,12 +150,25 @@ fn respond(request: tiny_http::Request, app: &App) {
     if let Err(e) = request.respond(reply.into_response()) {
         log::debug!("could not send the response: {e}");
     }
-    log::info!(
+    // A container's own health probe every few seconds would bury the real
+    // traffic; it stays visible at LOG_LEVEL=debug.
+    let level = if is_own_probe(&incoming) && status == 200 {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    log::log!(
+        level,
         "{} {method} {} {status} {:.1}ms",
         incoming.client_ip,
         escaped(&incoming.path),
         started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// `webcluster healthcheck` (or any probe) from inside the instance itself.
+fn is_own_probe(incoming: &Incoming) -> bool {
+    incoming.path == "/healthz" && incoming.client_ip.is_loopback()
 }
 
 fn method_name(request: &tiny_http::Request) -> String {

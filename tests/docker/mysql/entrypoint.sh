@@ -1,0 +1,82 @@
+#!/bin/bash
+# Stand-in for the official mysql image's entrypoint. It keeps the part of that
+# image's contract the compose file relies on:
+# - on an empty data directory, initialise it, set root's password from
+#   MYSQL_ROOT_PASSWORD (required then) for 'root'@'localhost' and 'root'@'%',
+#   during which the server listens on a socket only;
+# - create and hand to mysql the directories of --*-file and --log-error options;
+# - run mysqld as the mysql user; run any other command as given.
+set -Eeuo pipefail
+
+note() {
+  printf '%s [Note] [Entrypoint]: %s\n' "$(date -u +%FT%TZ)" "$*"
+}
+
+# usage: option_dirs ARGS...   (directories of file-valued server options)
+option_dirs() {
+  local arg
+  for arg in "$@"; do
+    case $arg in
+      --log-error=* | --*-file=* | --*_file=*) dirname "${arg#*=}" ;;
+    esac
+  done
+}
+
+# usage: sql_quote TEXT   (TEXT as the body of a single-quoted SQL string)
+sql_quote() {
+  local text=${1//\\/\\\\}
+  printf '%s' "${text//\'/\\\'}"
+}
+
+init_database() {
+  local socket=/var/run/mysqld/init.sock password i
+  [[ -n ${MYSQL_ROOT_PASSWORD:-} ]] || {
+    echo >&2 "error: database is uninitialized and password option is not specified"
+    echo >&2 "  You need to specify one of MYSQL_ROOT_PASSWORD, MYSQL_ALLOW_EMPTY_PASSWORD and MYSQL_RANDOM_ROOT_PASSWORD"
+    exit 1
+  }
+  note "Initializing database files"
+  "$@" --initialize-insecure --default-time-zone=SYSTEM
+  note "Starting temporary server"
+  "$@" --daemonize --skip-networking --default-time-zone=SYSTEM --socket="$socket" >/dev/null
+  for ((i = 0; i < 300; i++)); do
+    mysqladmin --socket="$socket" -uroot ping >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  password=$(sql_quote "$MYSQL_ROOT_PASSWORD")
+  mysql --protocol=socket --socket="$socket" -uroot <<SQL
+SET @@SESSION.SQL_LOG_BIN = 0;
+ALTER USER 'root'@'localhost' IDENTIFIED BY '$password';
+CREATE USER 'root'@'%' IDENTIFIED BY '$password';
+GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
+SQL
+  note "Stopping temporary server"
+  MYSQL_PWD=$MYSQL_ROOT_PASSWORD mysqladmin --socket="$socket" -uroot shutdown
+  note "MySQL init process done. Ready for start up."
+}
+
+main() {
+  if [[ ${1:-} == -* ]]; then
+    set -- mysqld "$@"
+  fi
+  if [[ ${1:-} != mysqld ]]; then
+    exec "$@"
+  fi
+  local dir
+  if ((EUID == 0)); then
+    while read -r dir; do
+      [[ -z $dir ]] && continue
+      mkdir -p "$dir"
+      chown mysql:mysql "$dir"
+    done < <(option_dirs "$@")
+    chown mysql:mysql /var/lib/mysql
+    # As the official image does with gosu: the rest runs as mysql.
+    exec setpriv --reuid=mysql --regid=mysql --init-groups "$0" "$@"
+  fi
+  if [[ ! -d /var/lib/mysql/mysql ]]; then
+    init_database "$@"
+  fi
+  exec "$@"
+}
+
+main "$@"
