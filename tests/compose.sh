@@ -93,7 +93,7 @@ cleanup() {
 
 # usage: service_ids SERVICE   (its containers, running or not)
 service_ids() {
-  compose ps -q "$1" 2>/dev/null | sed '/^$/d'
+  compose ps -a -q "$1" 2>/dev/null | sed '/^$/d'
 }
 
 # usage: health ID   (healthy | unhealthy | starting | none | gone)
@@ -476,6 +476,19 @@ client_stayed() {
   expect_equal "client $1's servers" "$2" "$seen"
 }
 
+# With the scale unchanged, nothing is created: only the warning is exercised.
+step_connection_warning() {
+  local out
+  out=$(cd "$WORK" && DB_POOL_SIZE=150 COMPOSE="${COMPOSE_CMD[*]}" ./scale_containers.sh 2 2>&1) || {
+    diag "$out"
+    return 1
+  }
+  grep -q "2 replicas x DB_POOL_SIZE 150 = 300 connections, more than MySQL's max_connections (200)" <<<"$out" || {
+    diag "no warning in: $out"
+    return 1
+  }
+}
+
 step_count_matches() {
   local count rows answered bad
   count=$(showcount)
@@ -567,6 +580,7 @@ main() {
   step_sticky
   step_scale_up
   step_scale_down
+  check "scale_containers.sh warns when N x DB_POOL_SIZE exceeds max_connections" step_connection_warning
   step_count_matches
   step_persistence
   step_logs_and_mysql
