@@ -72,12 +72,35 @@ purge_e2e_stacks() {
   done
 }
 
+# Building the Docker stand-ins is mostly disk work (debootstrap tree, docker
+# import): it runs in the background while the CPU-bound tests run.
+PREPARE_PID=
+PREPARE_LOG=
+prepare_docker_tests() {
+  PREPARE_LOG=$(mktemp)
+  {
+    bash tests/docker/standins.sh && bash tests/docker/compose-v2.sh
+  } >"$PREPARE_LOG" 2>&1 &
+  PREPARE_PID=$!
+}
+
+wait_docker_tests_ready() {
+  wait "$PREPARE_PID" || die_with_log "preparing the Docker tests failed" "$PREPARE_LOG"
+  PREPARE_PID=
+}
+
+on_exit() {
+  [[ -z $PREPARE_PID ]] || kill "$PREPARE_PID" 2>/dev/null || true
+  purge_e2e_stacks
+}
+
 main() {
   require_root "it installs packages and runs MySQL and nginx in a chroot"
   install_packages
   ensure_docker
   bash scripts/rootfs.sh >/dev/null
-  trap purge_e2e_stacks EXIT
+  trap on_exit EXIT
+  prepare_docker_tests
   run_lints
   log "unit tests"
   cargo test --release --lib --bins
@@ -86,8 +109,11 @@ main() {
   log "end-to-end tests through nginx on the local stack"
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1
-  log "Docker Compose end-to-end test (stand-in images are built once per machine)"
-  bash tests/compose.sh
+  wait_docker_tests_ready
+  log "Docker Compose end-to-end test with docker-compose v1"
+  COMPOSE_TOOL=v1 bash tests/compose.sh
+  log "the same with docker compose v2 (the plugin from Debian unstable)"
+  DOCKER_CONFIG=$(bash tests/docker/compose-v2.sh) COMPOSE_TOOL=v2 bash tests/compose.sh
 }
 
 main "$@"

@@ -6,7 +6,9 @@
 # *_IMAGE variables only.
 #
 # usage: tests/compose.sh   (as root)
-# env:   COMPOSE_KEEP=1     leave the stack and its directory up after the run
+# env:   COMPOSE_TOOL       v1 (docker-compose), v2 (docker compose) or auto
+#                           (v2 when present, as scale_containers.sh picks)
+#        COMPOSE_KEEP=1     leave the stack and its directory up after the run
 #        COMPOSE_HTTP_PORT  host port for nginx (default 18088)
 # Prints one "ok - ..." / "not ok - ..." line per check, then a summary.
 set -Eeuo pipefail
@@ -24,6 +26,7 @@ PASSED=0
 FAILED=0
 WORK=      # the user's checkout: a copy of the repository's files
 COMPOSE_CMD=()
+SCALE_ENV=() # how scale_containers.sh is told to use the same tool, if needed
 # Every GET / the run makes is recorded as "STATUS BODY" in $WORK/hits/*, so
 # the counter can be checked against the answers, and the logs against the
 # containers that answered.
@@ -69,14 +72,25 @@ compose() {
 }
 
 pick_compose() {
-  if docker compose version >/dev/null 2>&1; then
-    COMPOSE_CMD=(docker compose)
-  elif command -v docker-compose >/dev/null; then
+  local v2=
+  docker compose version >/dev/null 2>&1 && v2=1
+  case ${COMPOSE_TOOL:-auto} in
+    v2 | auto) [[ -n $v2 ]] && COMPOSE_CMD=(docker compose) ;;
+  esac
+  if ((${#COMPOSE_CMD[@]} == 0)) && [[ ${COMPOSE_TOOL:-auto} != v2 ]] && command -v docker-compose >/dev/null; then
     COMPOSE_CMD=(docker-compose)
-  else
-    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+  ((${#COMPOSE_CMD[@]} > 0)) || die "no compose tool for COMPOSE_TOOL=${COMPOSE_TOOL:-auto}"
+  # The script finds the same tool by itself unless v1 is wanted next to a v2.
+  if [[ ${COMPOSE_CMD[0]} == docker-compose ]] && [[ -n $v2 ]]; then
+    SCALE_ENV=(COMPOSE=docker-compose)
   fi
   log "compose tool: ${COMPOSE_CMD[*]} ($("${COMPOSE_CMD[@]}" version --short 2>/dev/null || true))"
+}
+
+# usage: scale N   (./scale_containers.sh N in the checkout; its stdout and stderr as they are)
+scale() {
+  (cd "$WORK" && env "${SCALE_ENV[@]}" ./scale_containers.sh "$@")
 }
 
 cleanup() {
@@ -372,7 +386,7 @@ new_clients_reach() {
 step_scale_up() {
   local out n_listed
   log "./scale_containers.sh 5"
-  out=$(cd "$WORK" && COMPOSE="${COMPOSE_CMD[*]}" ./scale_containers.sh 5 2>"$WORK/scale-up.log") || {
+  out=$(scale 5 2>"$WORK/scale-up.log") || {
     cat "$WORK/scale-up.log" >&2
     fatal "scale_containers.sh 5 failed"
   }
@@ -421,7 +435,7 @@ step_scale_down() {
   log "steady light load: $clients sticky clients, then ./scale_containers.sh 2"
   for ((id = 0; id < clients; id++)); do load_client "$id" & done
   wait_until 30 "every client answered" each_client_answered_since 3 "${zeros[@]}" || true
-  (cd "$WORK" && COMPOSE="${COMPOSE_CMD[*]}" ./scale_containers.sh 2 >"$WORK/scale-down.log" 2>&1) ||
+  scale 2 >"$WORK/scale-down.log" 2>&1 ||
     {
       touch "$WORK/load/stop"
       wait
@@ -479,7 +493,7 @@ client_stayed() {
 # With the scale unchanged, nothing is created: only the warning is exercised.
 step_connection_warning() {
   local out
-  out=$(cd "$WORK" && DB_POOL_SIZE=150 COMPOSE="${COMPOSE_CMD[*]}" ./scale_containers.sh 2 2>&1) || {
+  out=$(DB_POOL_SIZE=150 scale 2 2>&1) || {
     diag "$out"
     return 1
   }

@@ -34,12 +34,13 @@ build_base() {
   tree=$(mktemp -d "$WEBCLUSTER_CACHE/standin-base.XXXXXX")
   BASE_TREE=$tree
   log "building $2 from $1 plus ${EXTRA_PACKAGES[*]} (a few minutes, once)"
-  cp -a "$1/." "$tree/"
+  # Not the local stacks' state: tests may be writing it while this copies.
+  tar -C "$1" --exclude=./var/lib/webcluster --exclude='./tmp/*' -cf - . | tar -C "$tree" -xf -
   chroot "$tree" env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
     apt-get install -y -qq --no-install-recommends "${EXTRA_PACKAGES[@]}" >"$tree.log" 2>&1 ||
     die_with_log "installing ${EXTRA_PACKAGES[*]} into the base tree failed" "$tree.log"
   chroot "$tree" apt-get clean
-  rm -rf "$tree/var/lib/webcluster" "$tree/var/lib/apt/lists"/* "$tree/usr/share/doc" "$tree/usr/share/man"
+  rm -rf "$tree/var/lib/apt/lists"/* "$tree/usr/share/doc" "$tree/usr/share/man"
   rm -f "$tree.log"
   log "importing $2"
   tar -C "$tree" -c . | docker import --change 'CMD ["bash"]' - "$2" >/dev/null
