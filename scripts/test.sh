@@ -79,7 +79,7 @@ PREPARE_LOG=
 prepare_docker_tests() {
   PREPARE_LOG=$(mktemp)
   {
-    bash tests/docker/standins.sh && bash tests/docker/compose-v2.sh
+    bash tests/docker/standins.sh && bash tests/docker/cli-plugins.sh
   } >"$PREPARE_LOG" 2>&1 &
   PREPARE_PID=$!
 }
@@ -110,10 +110,14 @@ main() {
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1
   wait_docker_tests_ready
+  # Compose v2 and Buildx from Debian unstable, for this run only: both
+  # Compose versions then build through BuildKit and share its layer cache.
+  DOCKER_CONFIG=$(bash tests/docker/cli-plugins.sh)
+  export DOCKER_CONFIG
   log "Docker Compose end-to-end test with docker-compose v1"
   COMPOSE_TOOL=v1 bash tests/compose.sh
-  log "the same with docker compose v2 (the plugin from Debian unstable)"
-  DOCKER_CONFIG=$(bash tests/docker/compose-v2.sh) COMPOSE_TOOL=v2 bash tests/compose.sh
+  log "the same with docker compose v2"
+  COMPOSE_TOOL=v2 bash tests/compose.sh
 }
 
 main "$@"
