@@ -16,14 +16,14 @@ ME=compose
 REPO=$(readlink -f "$(dirname "${BASH_SOURCE[0]}")/..")
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
+# shellcheck source=tests/tap.sh
+source "$REPO/tests/tap.sh"
 
 PROJECT=wcbe2e
 HTTP_PORT=${COMPOSE_HTTP_PORT:-18088}
 URL=http://127.0.0.1:$HTTP_PORT
 APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
 HEALTH_SECONDS=240
-PASSED=0
-FAILED=0
 WORK=      # the user's checkout: a copy of the repository's files
 COMPOSE_CMD=()
 SCALE_ENV=() # how scale_containers.sh is told to use the same tool, if needed
@@ -31,31 +31,7 @@ SCALE_ENV=() # how scale_containers.sh is told to use the same tool, if needed
 # the counter can be checked against the answers, and the logs against the
 # containers that answered.
 
-# --- reporting ---------------------------------------------------------------
-
-# usage: check "description" command [args...]
-check() {
-  local what=$1
-  shift
-  if "$@"; then
-    PASSED=$((PASSED + 1))
-    printf 'ok - %s\n' "$what"
-  else
-    FAILED=$((FAILED + 1))
-    printf 'not ok - %s\n' "$what"
-  fi
-}
-
-diag() {
-  printf '#   %s\n' "$*" >&2
-}
-
-# usage: expect_equal WHAT EXPECTED ACTUAL
-expect_equal() {
-  [[ $2 == "$3" ]] && return 0
-  diag "$1: expected '$2', got '$3'"
-  return 1
-}
+# --- reporting (tests/tap.sh does the rest) ------------------------------------
 
 # usage: fatal "what failed"   (shows the stack's state, then stops the run)
 fatal() {
@@ -188,7 +164,7 @@ showcount() {
   local status body
   read -r status body < <(get /showcount)
   [[ $status == 200 ]] || {
-    diag "/showcount answered $status $body"
+    tap_diag "/showcount answered $status $body"
     return 1
   }
   printf '%s\n' "$body"
@@ -238,24 +214,24 @@ vendor_if_offline() {
 }
 
 static_checks() {
-  check "hadolint: Dockerfile is clean" hadolint "$REPO/Dockerfile"
-  check "shellcheck: scale_containers.sh is clean" shellcheck -x "$REPO/scale_containers.sh"
-  check "a missing MYSQL_ROOT_PASSWORD stops up with a message naming it" \
+  tap_check "hadolint: Dockerfile is clean" hadolint "$REPO/Dockerfile"
+  tap_check "shellcheck: scale_containers.sh is clean" shellcheck -x "$REPO/scale_containers.sh"
+  tap_check "a missing MYSQL_ROOT_PASSWORD stops up with a message naming it" \
     missing_secret_refused MYSQL_ROOT_PASSWORD APP_DB_PASSWORD
-  check "a missing APP_DB_PASSWORD stops up with a message naming it" \
+  tap_check "a missing APP_DB_PASSWORD stops up with a message naming it" \
     missing_secret_refused APP_DB_PASSWORD MYSQL_ROOT_PASSWORD
-  check "scale_containers.sh rejects a bad N with exit 2 and changes nothing" scale_rejects_bad_input
+  tap_check "scale_containers.sh rejects a bad N with exit 2 and changes nothing" scale_rejects_bad_input
 }
 
 # usage: missing_secret_refused MISSING OTHER   (before .env exists)
 missing_secret_refused() {
   local out
   if out=$(cd "$WORK" && env -u "$1" "$2=x" "${COMPOSE_CMD[@]}" config 2>&1); then
-    diag "config succeeded without $1"
+    tap_diag "config succeeded without $1"
     return 1
   fi
   [[ $out == *"set $1 in .env"* ]] || {
-    diag "unexpected message: $out"
+    tap_diag "unexpected message: $out"
     return 1
   }
 }
@@ -266,7 +242,7 @@ scale_rejects_bad_input() {
     status=0
     out=$("$WORK/scale_containers.sh" "$arg" 2>&1) || status=$?
     if [[ $status != 2 ]] || [[ $out != *usage:* ]]; then
-      diag "N='$arg': exit $status, output: $out"
+      tap_diag "N='$arg': exit $status, output: $out"
       return 1
     fi
   done
@@ -291,7 +267,7 @@ write_env() {
 }
 
 step_up() {
-  check "docker compose config validates the compose file" compose config -q
+  tap_check "docker compose config validates the compose file" compose config -q
   log "up -d --build (the first build on a machine takes minutes)"
   compose up -d --build >"$WORK/up.log" 2>&1 || {
     tail -n 40 "$WORK/up.log" >&2
@@ -299,7 +275,7 @@ step_up() {
   }
   wait_until "$HEALTH_SECONDS" "every service healthy" all_healthy ||
     fatal "the services did not all become healthy"
-  check "every service is healthy and the schema step exited 0" all_healthy
+  tap_check "every service is healthy and the schema step exited 0" all_healthy
   check_image
 }
 
@@ -310,20 +286,20 @@ check_image() {
   labels=$(docker image inspect -f '{{json .Config.Labels}}' "$image")
   test=$(docker image inspect -f '{{json .Config.Healthcheck.Test}}' "$image")
   log "app image: $((size / 1024 / 1024)) MiB, user $user"
-  check "the app image is under 40 MB ($((size / 1024 / 1024)) MiB)" test "$size" -lt $((40 * 1000 * 1000))
-  check "the app image runs as a non-root user" expect_equal "image user" "65532:65532" "$user"
-  check "the app image carries OCI labels" has_oci_labels "$labels"
-  check "the app image's health check is the binary's own" \
-    expect_equal "HEALTHCHECK" '["CMD","/usr/local/bin/webcluster","healthcheck"]' "$test"
-  check "the app image has no shell" no_shell "$image"
-  check "the app containers run as APP_UID" app_runs_as "$APP_UID:$APP_UID"
+  tap_check "the app image is under 40 MB ($((size / 1024 / 1024)) MiB)" test "$size" -lt $((40 * 1000 * 1000))
+  tap_check "the app image runs as a non-root user" tap_expect_equal "image user" "65532:65532" "$user"
+  tap_check "the app image carries OCI labels" has_oci_labels "$labels"
+  tap_check "the app image's health check is the binary's own" \
+    tap_expect_equal "HEALTHCHECK" '["CMD","/usr/local/bin/webcluster","healthcheck"]' "$test"
+  tap_check "the app image has no shell" no_shell "$image"
+  tap_check "the app containers run as APP_UID" app_runs_as "$APP_UID:$APP_UID"
 }
 
 has_oci_labels() {
   local key
   for key in title description version revision licenses; do
     [[ $1 == *"\"org.opencontainers.image.$key\""* ]] || {
-      diag "missing label org.opencontainers.image.$key in $1"
+      tap_diag "missing label org.opencontainers.image.$key in $1"
       return 1
     }
   done
@@ -336,7 +312,7 @@ no_shell() {
 app_runs_as() {
   local id
   for id in $(service_ids app); do
-    expect_equal "user of $id" "$1" "$(docker inspect -f '{{.Config.User}}' "$id")" || return 1
+    tap_expect_equal "user of $id" "$1" "$(docker inspect -f '{{.Config.User}}' "$id")" || return 1
   done
 }
 
@@ -345,10 +321,10 @@ step_curl() {
   before=$(showcount) || fatal "/showcount does not answer"
   ip=$(hit)
   ips=$(app_ips)
-  check "curl localhost returns the app container's internal IP ($ip)" in_lines "$ip" "$ips"
+  tap_check "curl localhost returns the app container's internal IP ($ip)" in_lines "$ip" "$ips"
   for i in 1 2 3 4; do hit >/dev/null; done
   after=$(showcount)
-  check "/showcount counts each GET / once ($before -> $after)" expect_equal "count" $((before + 5)) "$after"
+  tap_check "/showcount counts each GET / once ($before -> $after)" tap_expect_equal "count" $((before + 5)) "$after"
 }
 
 # usage: sticky_run JAR N   (N GETs with the jar; prints the distinct IPs)
@@ -360,8 +336,8 @@ sticky_run() {
 step_sticky() {
   local jar=$WORK/sticky.jar seen
   seen=$(sticky_run "$jar" 10)
-  check "a cookie jar keeps one client on one container ($seen)" is_one_ip "$seen"
-  check "the session cookie holds that container's IP" expect_equal "cookie" "$seen" "$(cookie_ip "$jar")"
+  tap_check "a cookie jar keeps one client on one container ($seen)" is_one_ip "$seen"
+  tap_check "the session cookie holds that container's IP" tap_expect_equal "cookie" "$seen" "$(cookie_ip "$jar")"
   STICKY_IP=$seen
 }
 
@@ -379,7 +355,7 @@ new_clients_reach() {
     fi
     ((${#distinct[@]} >= $1)) && return 0
   done
-  diag "only ${#distinct[@]} distinct IPs: ${distinct[*]}"
+  tap_diag "only ${#distinct[@]} distinct IPs: ${distinct[*]}"
   return 1
 }
 
@@ -392,11 +368,11 @@ step_scale_up() {
   }
   printf '%s\n' "$out" | sed 's/^/#   /'
   n_listed=$(grep -cE '[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+ +healthy' <<<"$out" || true)
-  check "scale_containers.sh 5 lists 5 healthy containers with their IPs" expect_equal "listed" 5 "$n_listed"
-  check "5 app containers run" expect_equal "app containers" 5 "$(app_ips | wc -l)"
+  tap_check "scale_containers.sh 5 lists 5 healthy containers with their IPs" tap_expect_equal "listed" 5 "$n_listed"
+  tap_check "5 app containers run" tap_expect_equal "app containers" 5 "$(app_ips | wc -l)"
   # nginx picks the new replicas up through DNS (valid=1s); give it a deadline.
-  check "new clients reach 5 distinct internal IPs" wait_until 30 "5 distinct IPs" new_clients_reach 5
-  check "the sticky client stays where it was" expect_equal "sticky client" "$STICKY_IP" "$(sticky_run "$WORK/sticky.jar" 10)"
+  tap_check "new clients reach 5 distinct internal IPs" wait_until 30 "5 distinct IPs" new_clients_reach 5
+  tap_check "the sticky client stays where it was" tap_expect_equal "sticky client" "$STICKY_IP" "$(sticky_run "$WORK/sticky.jar" 10)"
 }
 
 # usage: load_client ID   (GET / with its own cookie jar until $WORK/load/stop
@@ -449,16 +425,16 @@ step_scale_down() {
   wait
 
   remaining=$(app_ips)
-  check "scale_containers.sh 2 leaves 2 app containers" expect_equal "app containers" 2 "$(wc -l <<<"$remaining")"
+  tap_check "scale_containers.sh 2 leaves 2 app containers" tap_expect_equal "app containers" 2 "$(wc -l <<<"$remaining")"
   for ((id = 0; id < clients; id++)); do
     in_lines "${pinned[$id]}" "$remaining" || removed+=("$id")
   done
   bad=$(cat "$WORK"/hits/load-* | awk '$1 != 200' | sort | uniq -c)
   lines=$(cat "$WORK"/hits/load-* | wc -l)
   log "load: $lines responses, clients pinned to removed containers: ${#removed[@]} of $clients"
-  check "zero failed requests while scaling down ($lines requests)" expect_equal "non-200 responses" "" "$bad"
+  tap_check "zero failed requests while scaling down ($lines requests)" tap_expect_equal "non-200 responses" "" "$bad"
 
-  check "some clients were pinned to containers that were removed" test "${#removed[@]}" -gt 0
+  tap_check "some clients were pinned to containers that were removed" test "${#removed[@]}" -gt 0
   for ((id = 0; id < clients; id++)); do
     if in_lines "$id" "$(printf '%s\n' "${removed[@]}")"; then
       client_moved_and_restuck "$id" "${marks[$id]}" "$remaining" && moved=$((moved + 1))
@@ -466,10 +442,10 @@ step_scale_down() {
       client_stayed "$id" "${pinned[$id]}" && stayed=$((stayed + 1))
     fi
   done
-  check "clients pinned to removed containers moved and re-stuck ($moved of ${#removed[@]})" \
-    expect_equal "moved" "${#removed[@]}" "$moved"
-  check "clients on remaining containers stayed put ($stayed of $((clients - ${#removed[@]})))" \
-    expect_equal "stayed" "$((clients - ${#removed[@]}))" "$stayed"
+  tap_check "clients pinned to removed containers moved and re-stuck ($moved of ${#removed[@]})" \
+    tap_expect_equal "moved" "${#removed[@]}" "$moved"
+  tap_check "clients on remaining containers stayed put ($stayed of $((clients - ${#removed[@]})))" \
+    tap_expect_equal "stayed" "$((clients - ${#removed[@]}))" "$stayed"
 }
 
 # usage: client_moved_and_restuck ID MARK REMAINING_IPS
@@ -477,28 +453,28 @@ client_moved_and_restuck() {
   local last
   last=$(responses_since "$1" "$2" | tail -n 4 | awk '{ print $2 }' | sort -u)
   if ! is_one_ip "$last" || ! in_lines "$last" "$3"; then
-    diag "client $1: last answers from '$last', remaining: $(tr '\n' ' ' <<<"$3")"
+    tap_diag "client $1: last answers from '$last', remaining: $(tr '\n' ' ' <<<"$3")"
     return 1
   fi
-  expect_equal "client $1's cookie" "$last" "$(cookie_ip "$WORK/load/$1.jar")"
+  tap_expect_equal "client $1's cookie" "$last" "$(cookie_ip "$WORK/load/$1.jar")"
 }
 
 # usage: client_stayed ID IP   (every answer came from IP)
 client_stayed() {
   local seen
   seen=$(awk '{ print $2 }' "$WORK/hits/load-$1" | sort -u)
-  expect_equal "client $1's servers" "$2" "$seen"
+  tap_expect_equal "client $1's servers" "$2" "$seen"
 }
 
 # With the scale unchanged, nothing is created: only the warning is exercised.
 step_connection_warning() {
   local out
   out=$(DB_POOL_SIZE=150 scale 2 2>&1) || {
-    diag "$out"
+    tap_diag "$out"
     return 1
   }
   grep -q "2 replicas x DB_POOL_SIZE 150 = 300 connections, more than MySQL's max_connections (200)" <<<"$out" || {
-    diag "no warning in: $out"
+    tap_diag "no warning in: $out"
     return 1
   }
 }
@@ -509,9 +485,9 @@ step_count_matches() {
   rows=$(db_sql "SELECT COUNT(*) FROM access_log")
   answered=$(hits_ok)
   bad=$(recorded_hits | awk '$1 != 200' | sort | uniq -c)
-  check "every GET / of the run so far was answered 200" expect_equal "non-200 answers" "" "$bad"
-  check "the counter equals the GET / answered 200 ($answered)" expect_equal "counter" "$answered" "$count"
-  check "access_log has one row per counted hit" expect_equal "rows" "$count" "$rows"
+  tap_check "every GET / of the run so far was answered 200" tap_expect_equal "non-200 answers" "" "$bad"
+  tap_check "the counter equals the GET / answered 200 ($answered)" tap_expect_equal "counter" "$answered" "$count"
+  tap_check "access_log has one row per counted hit" tap_expect_equal "rows" "$count" "$rows"
 }
 
 step_persistence() {
@@ -520,18 +496,18 @@ step_persistence() {
   rows=$(db_sql "SELECT COUNT(*) FROM access_log")
   log "down, then up again"
   compose down --timeout 20 >"$WORK/down.log" 2>&1 || fatal "down failed"
-  check "down removes the containers" test -z "$(service_ids app)$(service_ids db)"
+  tap_check "down removes the containers" test -z "$(service_ids app)$(service_ids db)"
   compose up -d >"$WORK/up2.log" 2>&1 || {
     tail -n 40 "$WORK/up2.log" >&2
     fatal "up after down failed"
   }
   wait_until "$HEALTH_SECONDS" "every service healthy again" all_healthy ||
     fatal "the services did not become healthy after down/up"
-  check "the counter survives down and up ($count)" expect_equal "counter" "$count" "$(showcount)"
-  check "access_log survives down and up ($rows rows)" \
-    expect_equal "rows" "$rows" "$(db_sql "SELECT COUNT(*) FROM access_log")"
+  tap_check "the counter survives down and up ($count)" tap_expect_equal "counter" "$count" "$(showcount)"
+  tap_check "access_log survives down and up ($rows rows)" \
+    tap_expect_equal "rows" "$rows" "$(db_sql "SELECT COUNT(*) FROM access_log")"
   hit >/dev/null
-  check "counting goes on after the restart" expect_equal "counter" $((count + 1)) "$(showcount)"
+  tap_check "counting goes on after the restart" tap_expect_equal "counter" $((count + 1)) "$(showcount)"
 }
 
 step_logs_and_mysql() {
@@ -541,37 +517,37 @@ step_logs_and_mysql() {
   for ip in $served; do
     grep -q "GET / 200" "$WORK/logs/webcluster-$ip.log" 2>/dev/null || missing+=("$ip")
   done
-  check "logs/ holds a file per container that served ($(wc -l <<<"$served") containers)" \
-    expect_equal "containers without a log file" "" "${missing[*]}"
-  check "logs/ holds nothing but one webcluster-<ip>.log per container" \
+  tap_check "logs/ holds a file per container that served ($(wc -l <<<"$served") containers)" \
+    tap_expect_equal "containers without a log file" "" "${missing[*]}"
+  tap_check "logs/ holds nothing but one webcluster-<ip>.log per container" \
     test -z "$(grep -vE '^webcluster-[0-9.]+\.log$' <<<"$files" || true)"
-  check "the log files belong to APP_UID" \
+  tap_check "the log files belong to APP_UID" \
     test -z "$(find "$WORK/logs" -name 'webcluster-*.log' ! -user "$APP_UID")"
 
   latest=$(db_sql "SELECT internal_ip, client_ip, accessed_at FROM latest_accesses LIMIT 1")
   log "latest access, read with the mysql client in the db container: $latest"
   read -r ip _ <<<"$latest"
-  check "a mysql client query in the db container shows the rows" in_lines "$ip" "$served"
+  tap_check "a mysql client query in the db container shows the rows" in_lines "$ip" "$served"
   grants=$(db_sql "SHOW GRANTS FOR 'webcluster_app'@'%'" | grep -v '^GRANT USAGE' | tr '\n' ' ')
-  check "the app's account holds EXECUTE only" is_execute_only "$grants"
+  tap_check "the app's account holds EXECUTE only" is_execute_only "$grants"
   clients=$(db_sql "SELECT DISTINCT PROCESSLIST_USER FROM performance_schema.threads WHERE PROCESSLIST_HOST NOT IN ('localhost') AND PROCESSLIST_USER IS NOT NULL" | tr '\n' ' ')
-  check "the app connects as webcluster_app, never as root ($clients)" expect_equal "network clients" "webcluster_app " "$clients"
+  tap_check "the app connects as webcluster_app, never as root ($clients)" tap_expect_equal "network clients" "webcluster_app " "$clients"
 }
 
 is_execute_only() {
   [[ $1 =~ ^GRANT\ EXECUTE\ ON\ \`webcluster\`\.\*\ TO\ \`webcluster_app\`@\`%\`\ $ ]] || {
-    diag "grants: $1"
+    tap_diag "grants: $1"
     return 1
   }
 }
 
 step_down_v() {
   compose down -v --timeout 20 >"$WORK/down-v.log" 2>&1 || fatal "down -v failed"
-  check "down -v removes the project's containers" \
+  tap_check "down -v removes the project's containers" \
     test -z "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")"
-  check "down -v removes the project's volumes" \
+  tap_check "down -v removes the project's volumes" \
     test -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")"
-  check "down -v removes the project's networks" \
+  tap_check "down -v removes the project's networks" \
     test -z "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")"
 }
 
@@ -594,13 +570,12 @@ main() {
   step_sticky
   step_scale_up
   step_scale_down
-  check "scale_containers.sh warns when N x DB_POOL_SIZE exceeds max_connections" step_connection_warning
+  tap_check "scale_containers.sh warns when N x DB_POOL_SIZE exceeds max_connections" step_connection_warning
   step_count_matches
   step_persistence
   step_logs_and_mysql
   step_down_v
-  printf 'compose: %d passed, %d failed\n' "$PASSED" "$FAILED"
-  ((FAILED == 0))
+  tap_summary compose
 }
 
 main "$@"

@@ -12,42 +12,16 @@ REPO=$(readlink -f "$(dirname "${BASH_SOURCE[0]}")/..")
 source "$REPO/scripts/lib.sh"
 # shellcheck source=scripts/mysql-server.sh
 source "$REPO/scripts/mysql-server.sh"
+# shellcheck source=tests/tap.sh
+source "$REPO/tests/tap.sh"
 
 DB=webcluster
 APP_USER=webcluster_app
 HITS=120   # more than latest_accesses shows
-PASSED=0
-FAILED=0
-SERVER=       # label of the server under test, e.g. mysql-9.7
 PORT=
 DIR=          # its state directory, removed on exit
 APP_PASSWORD=
 APP_PASSWORD_FILE=
-
-# usage: sql_check "description" command [args...]   (runs the command as a test)
-sql_check() {
-  local what=$1
-  shift
-  if "$@"; then
-    PASSED=$((PASSED + 1))
-    printf 'ok - %s: %s\n' "$SERVER" "$what"
-  else
-    FAILED=$((FAILED + 1))
-    printf 'not ok - %s: %s\n' "$SERVER" "$what"
-  fi
-}
-
-# usage: sql_diag "message"   (explains a failed check)
-sql_diag() {
-  printf '#   %s\n' "$*" >&2
-}
-
-# usage: sql_expect_equal WHAT EXPECTED ACTUAL
-sql_expect_equal() {
-  [[ $2 == "$3" ]] && return 0
-  sql_diag "$1: expected '$2', got '$3'"
-  return 1
-}
 
 # usage: sql_as_root SQL   (prints the result, tab-separated, no headers)
 sql_as_root() {
@@ -65,7 +39,7 @@ sql_apply() {
   if ! out=$(DB_HOST=127.0.0.1 DB_PORT=$PORT DB_NAME=$DB DB_ROOT_USER=root DB_ROOT_PASSWORD='' \
     APP_DB_PASSWORD_FILE=$APP_PASSWORD_FILE MYSQL_CLIENT="$(mysql_client_command)" \
     "$REPO/scripts/apply-sql.sh" 2>&1); then
-    sql_diag "scripts/apply-sql.sh failed:"
+    tap_diag "scripts/apply-sql.sh failed:"
     printf '%s\n' "$out" | sed 's/^/#     /' >&2
     return 1
   fi
@@ -90,15 +64,15 @@ sql_hits_recorded() {
     calls+="CALL record_hit('$(sql_request_id "$i")', '${clients[i % 2]}', '${instances[i % 2]}', $((i * 13 % 256)));"
   done
   sql_as_app "$calls" || return 1
-  sql_expect_equal "read_hits()" "$HITS" "$(sql_counter)"
+  tap_expect_equal "read_hits()" "$HITS" "$(sql_counter)"
 }
 
 # usage: sql_counter_matches_rows
 sql_counter_matches_rows() {
   local hits
   hits=$(sql_counter) || return 1
-  sql_expect_equal "read_hits() vs rows in access_log" "$hits" "$(sql_rows)" &&
-    sql_expect_equal "read_hits() vs distinct request ids" "$hits" \
+  tap_expect_equal "read_hits() vs rows in access_log" "$hits" "$(sql_rows)" &&
+    tap_expect_equal "read_hits() vs distinct request ids" "$hits" \
       "$(sql_as_root 'SELECT COUNT(DISTINCT request_id) FROM access_log')"
 }
 
@@ -110,8 +84,8 @@ sql_retry_counted_once() {
   sql_as_app "CALL record_hit('$id', '203.0.113.7', '10.0.0.2', 5);
           CALL record_hit('$id', '203.0.113.7', '10.0.0.3', 6);" || return 1
   after=$(sql_counter) || return 1
-  sql_expect_equal "counter after one id twice" "$((before + 1))" "$after" &&
-    sql_expect_equal "rows after one id twice" "$after" "$(sql_rows)"
+  tap_expect_equal "counter after one id twice" "$((before + 1))" "$after" &&
+    tap_expect_equal "rows after one id twice" "$after" "$(sql_rows)"
 }
 
 # usage: sql_invalid_call_rejected "ARGS"   (the call fails with the procedure's
@@ -121,12 +95,12 @@ sql_invalid_call_rejected() {
   before_hits=$(sql_counter) || return 1
   before_rows=$(sql_rows) || return 1
   if out=$(sql_as_app "CALL record_hit($1)" 2>&1); then
-    sql_diag "CALL record_hit($1) succeeded"
+    tap_diag "CALL record_hit($1) succeeded"
     return 1
   fi
-  [[ $out == *"record_hit: invalid argument"* ]] || { sql_diag "unexpected error: $out"; return 1; }
-  sql_expect_equal "counter" "$before_hits" "$(sql_counter)" &&
-    sql_expect_equal "rows" "$before_rows" "$(sql_rows)"
+  [[ $out == *"record_hit: invalid argument"* ]] || { tap_diag "unexpected error: $out"; return 1; }
+  tap_expect_equal "counter" "$before_hits" "$(sql_counter)" &&
+    tap_expect_equal "rows" "$before_rows" "$(sql_rows)"
 }
 
 # usage: sql_app_denied SQL...   (every statement fails as access denied, 1142;
@@ -135,11 +109,11 @@ sql_app_denied() {
   local sql out status=0
   for sql in "$@"; do
     if out=$(sql_as_app "$sql" 2>&1); then
-      sql_diag "allowed: $sql"
+      tap_diag "allowed: $sql"
       status=1
     elif [[ $out != *"ERROR 1142 "* ]]; then
-      sql_diag "not an access-denied error for: $sql"
-      sql_diag "$out"
+      tap_diag "not an access-denied error for: $sql"
+      tap_diag "$out"
       status=1
     fi
   done
@@ -156,32 +130,32 @@ sql_object_denied() {
 sql_view_agrees() {
   local actual
   actual=$(sql_as_root "$2") || return 1
-  sql_expect_equal "$1" "$3" "$actual"
+  tap_expect_equal "$1" "$3" "$actual"
 }
 
 # usage: sql_views_agree   (one check per view, against the counter and the table)
 sql_views_agree() {
   local hits
   hits=$(sql_counter)
-  sql_check "latest_accesses shows the newest 100 rows" sql_view_agrees latest_accesses \
+  tap_check "latest_accesses shows the newest 100 rows" sql_view_agrees latest_accesses \
     'SELECT COUNT(*), MIN(id), MAX(id) FROM latest_accesses' \
     "$(sql_as_root 'SELECT COUNT(*), MIN(id), MAX(id) FROM (SELECT id FROM access_log ORDER BY id DESC LIMIT 100) AS newest')"
-  sql_check "hits_per_instance adds up to the counter" sql_view_agrees hits_per_instance \
+  tap_check "hits_per_instance adds up to the counter" sql_view_agrees hits_per_instance \
     'SELECT COUNT(*), SUM(hits) FROM hits_per_instance' "2	$hits"
-  sql_check "hits_per_client adds up to the counter" sql_view_agrees hits_per_client \
+  tap_check "hits_per_client adds up to the counter" sql_view_agrees hits_per_client \
     'SELECT COUNT(*), SUM(hits) FROM hits_per_client' "2	$hits"
-  sql_check "hit_total equals the counter" sql_view_agrees hit_total 'SELECT hits FROM hit_total' "$hits"
+  tap_check "hit_total equals the counter" sql_view_agrees hit_total 'SELECT hits FROM hit_total' "$hits"
 }
 
 # usage: sql_app_account_setup_needs_password   (04 alone, without @app_password)
 sql_app_account_setup_needs_password() {
   local out
   if out=$(mysql_client "$PORT" -uroot -D "$DB" <"$REPO/sql/04_app_account.sql" 2>&1); then
-    sql_diag "04_app_account.sql applied without @app_password"
+    tap_diag "04_app_account.sql applied without @app_password"
     return 1
   fi
   [[ $out == *"Set @app_password before applying 04_app_account.sql"* ]] ||
-    { sql_diag "unclear error: $out"; return 1; }
+    { tap_diag "unclear error: $out"; return 1; }
 }
 
 # usage: sql_snapshot   (every row of both tables, summarised)
@@ -196,7 +170,7 @@ sql_reapply_keeps_data() {
   local before
   before=$(sql_snapshot) || return 1
   sql_apply || return 1
-  sql_expect_equal "access_log and hit_counter after a second apply" "$before" "$(sql_snapshot)"
+  tap_expect_equal "access_log and hit_counter after a second apply" "$before" "$(sql_snapshot)"
 }
 
 # usage: sql_app_works_after_reapply   (re-creating the procedures dropped their
@@ -205,10 +179,10 @@ sql_app_works_after_reapply() {
   local before
   before=$(sql_counter) || return 1
   sql_as_app "CALL record_hit('$(sql_request_id 1000)', '198.51.100.1', '10.0.0.2', 0)" || return 1
-  sql_expect_equal "counter" "$((before + 1))" "$(sql_counter)" &&
-    sql_expect_equal "rows" "$((before + 1))" "$(sql_rows)" &&
-    sql_expect_equal "check_ready()" 2 "$(sql_as_app 'CALL check_ready()')" &&
-    sql_expect_equal "leftover procedures" "" \
+  tap_expect_equal "counter" "$((before + 1))" "$(sql_counter)" &&
+    tap_expect_equal "rows" "$((before + 1))" "$(sql_rows)" &&
+    tap_expect_equal "check_ready()" 2 "$(sql_as_app 'CALL check_ready()')" &&
+    tap_expect_equal "leftover procedures" "" \
       "$(sql_as_root "SELECT ROUTINE_NAME FROM information_schema.ROUTINES
                   WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hit', 'read_hits', 'check_ready')")"
 }
@@ -242,7 +216,7 @@ sql_stop_server() {
 # usage: sql_test_server ROOTFS SERVER_BIN   (every check on one fresh server)
 sql_test_server() {
   mysql_configure "$1" "$2"
-  SERVER=$(mysql_flavor)-$(mysql_version | cut -d. -f1-2)
+  TAP_LABEL=$(mysql_flavor)-$(mysql_version | cut -d. -f1-2)
   DIR=$(mysql_tempdir webcluster-sql-test)
   PORT=$(sql_free_port)
   # Quotes, a backslash, a space, a semicolon and non-ASCII: the password must
@@ -250,8 +224,8 @@ sql_test_server() {
   APP_PASSWORD="t'e\"s\\t ü;$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
   APP_PASSWORD_FILE=$DIR/app-password
   (umask 077 && printf '%s\n' "$APP_PASSWORD" >"$APP_PASSWORD_FILE")
-  if sql_check "a fresh server starts on port $PORT" sql_start_server &&
-    sql_check "sql/ applies to an empty server" sql_apply; then
+  if tap_check "a fresh server starts on port $PORT" sql_start_server &&
+    tap_check "sql/ applies to an empty server" sql_apply; then
     sql_checks
   fi
   sql_stop_server
@@ -261,28 +235,28 @@ sql_test_server() {
 # checks re-apply over what the first ones wrote)
 sql_checks() {
   local object
-  sql_check "check_ready() returns 2" sql_expect_equal "check_ready()" 2 "$(sql_as_app 'CALL check_ready()')"
-  sql_check "the app account records $HITS hits with distinct ids" sql_hits_recorded
-  sql_check "read_hits() == distinct request ids == rows in access_log" sql_counter_matches_rows
-  sql_check "the same request id twice is counted once" sql_retry_counted_once
+  tap_check "check_ready() returns 2" tap_expect_equal "check_ready()" 2 "$(sql_as_app 'CALL check_ready()')"
+  tap_check "the app account records $HITS hits with distinct ids" sql_hits_recorded
+  tap_check "read_hits() == distinct request ids == rows in access_log" sql_counter_matches_rows
+  tap_check "the same request id twice is counted once" sql_retry_counted_once
   # Distinct ids, so a wrongly accepted call cannot hide behind a duplicate.
-  sql_check "rejects a bad client ip" sql_invalid_call_rejected "'$(sql_request_id 2000)', '203.0.113.999', '10.0.0.2', 1"
-  sql_check "rejects an empty client ip" sql_invalid_call_rejected "'$(sql_request_id 2001)', '', '10.0.0.2', 1"
-  sql_check "rejects a bad internal ip" sql_invalid_call_rejected "'$(sql_request_id 2002)', '203.0.113.7', 'app', 1"
-  sql_check "rejects a short request id" sql_invalid_call_rejected "'$(sql_request_id 2003 | cut -c2-)', '203.0.113.7', '10.0.0.2', 1"
-  sql_check "rejects an uppercase request id" sql_invalid_call_rejected "'$(sql_request_id 2004 | tr a-f A-F)', '203.0.113.7', '10.0.0.2', 1"
-  sql_check "rejects a NULL slot" sql_invalid_call_rejected "'$(sql_request_id 2005)', '203.0.113.7', '10.0.0.2', NULL"
-  sql_check "the app account is denied on access_log" sql_object_denied access_log request_id
-  sql_check "the app account is denied on hit_counter" sql_object_denied hit_counter hits
+  tap_check "rejects a bad client ip" sql_invalid_call_rejected "'$(sql_request_id 2000)', '203.0.113.999', '10.0.0.2', 1"
+  tap_check "rejects an empty client ip" sql_invalid_call_rejected "'$(sql_request_id 2001)', '', '10.0.0.2', 1"
+  tap_check "rejects a bad internal ip" sql_invalid_call_rejected "'$(sql_request_id 2002)', '203.0.113.7', 'app', 1"
+  tap_check "rejects a short request id" sql_invalid_call_rejected "'$(sql_request_id 2003 | cut -c2-)', '203.0.113.7', '10.0.0.2', 1"
+  tap_check "rejects an uppercase request id" sql_invalid_call_rejected "'$(sql_request_id 2004 | tr a-f A-F)', '203.0.113.7', '10.0.0.2', 1"
+  tap_check "rejects a NULL slot" sql_invalid_call_rejected "'$(sql_request_id 2005)', '203.0.113.7', '10.0.0.2', NULL"
+  tap_check "the app account is denied on access_log" sql_object_denied access_log request_id
+  tap_check "the app account is denied on hit_counter" sql_object_denied hit_counter hits
   for object in latest_accesses hits_per_instance hits_per_client hit_total; do
-    sql_check "the app account is denied on the view $object" sql_object_denied "$object" hits
+    tap_check "the app account is denied on the view $object" sql_object_denied "$object" hits
   done
-  sql_check "the app account cannot create tables or read mysql.user" \
+  tap_check "the app account cannot create tables or read mysql.user" \
     sql_app_denied 'CREATE TABLE probe (x INT)' 'SELECT * FROM mysql.user'
   sql_views_agree
-  sql_check "04_app_account.sql without @app_password fails with a clear message" sql_app_account_setup_needs_password
-  sql_check "a second apply keeps every row and the counter" sql_reapply_keeps_data
-  sql_check "after the second apply the app account still works" sql_app_works_after_reapply
+  tap_check "04_app_account.sql without @app_password fails with a clear message" sql_app_account_setup_needs_password
+  tap_check "a second apply keeps every row and the counter" sql_reapply_keeps_data
+  tap_check "after the second apply the app account still works" sql_app_works_after_reapply
 }
 
 # usage: sql_apply_refuses "expected message" VAR=VALUE...   (apply-sql.sh
@@ -292,20 +266,20 @@ sql_apply_refuses() {
   shift
   if out=$(env -u APP_DB_PASSWORD -u APP_DB_PASSWORD_FILE -u DB_NAME DB_PORT=1 "$@" \
     "$REPO/scripts/apply-sql.sh" 2>&1); then
-    sql_diag "apply-sql.sh accepted: $*"
+    tap_diag "apply-sql.sh accepted: $*"
     return 1
   fi
-  [[ $out == *"$expected"* ]] || { sql_diag "unclear error: $out"; return 1; }
+  [[ $out == *"$expected"* ]] || { tap_diag "unclear error: $out"; return 1; }
 }
 
 # usage: sql_apply_settings_checked
 sql_apply_settings_checked() {
-  SERVER=apply-sql.sh
-  sql_check "refuses a DB_NAME that is not a plain identifier" \
+  TAP_LABEL=apply-sql.sh
+  tap_check "refuses a DB_NAME that is not a plain identifier" \
     sql_apply_refuses "DB_NAME must match" 'DB_NAME=web`cluster' APP_DB_PASSWORD=x
-  sql_check "refuses to run without an app password" \
+  tap_check "refuses to run without an app password" \
     sql_apply_refuses "set APP_DB_PASSWORD or APP_DB_PASSWORD_FILE" APP_DB_PASSWORD=
-  sql_check "refuses both APP_DB_PASSWORD and APP_DB_PASSWORD_FILE" \
+  tap_check "refuses both APP_DB_PASSWORD and APP_DB_PASSWORD_FILE" \
     sql_apply_refuses "not both" APP_DB_PASSWORD=x APP_DB_PASSWORD_FILE=/dev/null
 }
 
@@ -325,8 +299,7 @@ main() {
       *) die "unknown server '$server' (expected mysql or mariadb)" ;;
     esac
   done
-  printf 'sql: %d passed, %d failed\n' "$PASSED" "$FAILED"
-  ((FAILED == 0 && PASSED > 0))
+  tap_summary sql
 }
 
 main "$@"
