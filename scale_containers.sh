@@ -12,18 +12,11 @@ set -Eeuo pipefail
 
 MAX_REPLICAS=20
 ME=scale
-
-say() {
-  printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$ME" "$*" >&2
-}
-
-die() {
-  say "error: $*"
-  exit 1
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/scripts/lib.sh"
 
 usage_error() {
-  say "error: $*"
+  log "error: $*"
   printf 'usage: %s N   (N: a whole number from 1 to %d)\n' "${0##*/}" "$MAX_REPLICAS" >&2
   exit 2
 }
@@ -91,7 +84,7 @@ warn_connections() {
     max=$(setting DB_MAX_CONNECTIONS 200)
   [[ $pool =~ ^[0-9]+$ ]] && [[ $max =~ ^[0-9]+$ ]] || return 0
   if ((n * pool > max)); then
-    say "warning: $n replicas x DB_POOL_SIZE $pool = $((n * pool)) connections, more than MySQL's max_connections ($max); raise DB_MAX_CONNECTIONS or lower DB_POOL_SIZE"
+    warn "$n replicas x DB_POOL_SIZE $pool = $((n * pool)) connections, more than MySQL's max_connections ($max); raise DB_MAX_CONNECTIONS or lower DB_POOL_SIZE"
   fi
 }
 
@@ -115,7 +108,7 @@ wait_healthy() {
       return 0
     fi
     if [[ "${#ids[@]}/$healthy" != "$last" ]]; then
-      say "waiting: ${#ids[@]} app container(s) running, $healthy of $n healthy"
+      log "waiting: ${#ids[@]} app container(s) running, $healthy of $n healthy"
       last="${#ids[@]}/$healthy"
     fi
     ((SECONDS < deadline)) || die "timed out after ${SCALE_TIMEOUT:-180} s: $healthy of $n app containers healthy (see: ${COMPOSE_CMD[*]} logs app)"
@@ -142,11 +135,11 @@ main() {
   pick_compose
   require_stack_up
   warn_connections "$n"
-  say "scaling app to $n container(s)"
+  log "scaling app to $n container(s)"
   # --no-deps: the schema step and the database stay as they are.
   compose up -d --no-recreate --no-deps --scale "app=$n" app
   wait_healthy "$n"
-  say "app has $n healthy container(s)"
+  log "app has $n healthy container(s)"
   list_containers
 }
 
