@@ -42,13 +42,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A setting that cannot be used: one line naming it, and exit status 2.
+fn bad_setting(e: config::ConfigError) -> ExitCode {
+    eprintln!("webcluster: {e}");
+    ExitCode::from(2)
+}
+
 fn health() -> ExitCode {
     let listen = match config::listen_addr_from_env() {
         Ok(addr) => addr,
-        Err(e) => {
-            eprintln!("webcluster: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return bad_setting(e),
     };
     match healthcheck::check(healthcheck::target(listen), Duration::from_secs(2)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,10 +65,7 @@ fn health() -> ExitCode {
 fn serve() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("webcluster: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return bad_setting(e),
     };
     let code = match run(config) {
         Ok(Outcome::Drained) => ExitCode::SUCCESS,
