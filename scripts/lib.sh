@@ -77,6 +77,18 @@ port_in_use() {
   (: <"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
+# usage: container_gone NAME   (removes the container if there is one, and
+# waits until it is gone: a --rm container may still be being removed)
+container_gone() {
+  docker rm -f "$1" >/dev/null 2>&1 || true
+  wait_until 30 "container $1 to be removed" _container_absent "$1" ||
+    die "container $1 is still there: docker rm -f $1"
+}
+
+_container_absent() {
+  ! docker container inspect "$1" >/dev/null 2>&1
+}
+
 # usage: die_with_log "what failed" LOG   (shows the end of the server's log,
 # then dies naming it)
 die_with_log() {

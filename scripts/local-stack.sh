@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The real stack without Docker: MySQL 9.7 and nginx 1.30 from the sid root
-# filesystem (chroot, scripts/rootfs.sh), dnsmasq and N app instances on the host.
+# The real stack without Compose: MySQL 9.7 and nginx 1.30 from the sid root
+# filesystem (chroot, scripts/rootfs.sh), or from Docker images, plus dnsmasq
+# and N app instances on the host.
 #
 # usage: scripts/local-stack.sh up [N]   start what is not running; N instances
 #                                        (default: the recorded count, 3 at first)
@@ -9,10 +10,15 @@
 #        scripts/local-stack.sh purge    down, then delete the stack's data
 #        scripts/local-stack.sh status   one line per server (exit 3 if one is stopped)
 #        scripts/local-stack.sh mysql [client args...]   mysql client as root
+#        scripts/local-stack.sh dir      print the stack's directory
 # env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
 #   DNS_PORT (5353)  APP_PORT (8000)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
 #   APP_BIN (target/release/webcluster, built by cargo)  NGINX_BIN, MYSQLD_BIN
-#   (host binaries instead of the chroot's). Settings are recorded in the
+#   (host binaries instead of the chroot's), MYSQL_IMAGE, NGINX_IMAGE (the
+#   servers of those Docker images instead, e.g. mysql:9.7 and nginx:1.30:
+#   containers on the host's network and pid namespace). With both servers
+#   from images or host binaries no root filesystem is built, and the stack
+#   lives in $WEBCLUSTER_CACHE/stacks/STACK_NAME. Settings are recorded in the
 #   stack's stack.env and reused by later commands. Other exported variables
 #   (LOG_LEVEL, WORKERS, ...) reach the app instances.
 set -Eeuo pipefail
@@ -27,7 +33,7 @@ source "$HERE/mysql-server.sh"
 DB_NAME=webcluster
 APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
-SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN)
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN MYSQL_IMAGE NGINX_IMAGE)
 APP_START_SECONDS=30
 NGINX_START_SECONDS=10
 # The app drains for up to SHUTDOWN_TIMEOUT_MS after SIGTERM.
@@ -37,8 +43,9 @@ ROOTFS=
 STACK_DIR=
 RUN_DIR=
 LOG_DIR=
-NGINX_ROOT=   # chroot directory for nginx; empty for a host NGINX_BIN
+NGINX_ROOT=   # chroot directory for nginx; empty for a host NGINX_BIN or an image
 NGINX=()
+NGINX_CONTAINER= # nginx's container when it runs from NGINX_IMAGE
 
 # usage: _stack_saved KEY DEFAULT   (prints KEY from stack.env, else DEFAULT)
 _stack_saved() {
@@ -54,9 +61,14 @@ _stack_saved() {
 stack_settings() {
   STACK_NAME=${STACK_NAME:-default}
   [[ $STACK_NAME =~ ^[a-z0-9-]{1,32}$ ]] || die "STACK_NAME must match ^[a-z0-9-]{1,32}\$, got: $STACK_NAME"
-  require_root "MySQL and nginx run in a chroot (scripts/rootfs.sh)"
-  ROOTFS=$(bash "$HERE/rootfs.sh")
-  STACK_DIR=$ROOTFS/var/lib/webcluster/$STACK_NAME
+  require_root "MySQL and nginx run in a chroot or in containers"
+  if _stack_needs_rootfs; then
+    ROOTFS=$(bash "$HERE/rootfs.sh")
+    STACK_DIR=$ROOTFS/var/lib/webcluster/$STACK_NAME
+  else
+    ROOTFS=
+    STACK_DIR=$WEBCLUSTER_CACHE/stacks/$STACK_NAME
+  fi
   RUN_DIR=$STACK_DIR/run
   LOG_DIR=$STACK_DIR/log
   HTTP_PORT=${HTTP_PORT:-$(_stack_saved HTTP_PORT 8080)}
@@ -67,16 +79,32 @@ stack_settings() {
   APP_BIN=${APP_BIN:-$(_stack_saved APP_BIN "")}
   NGINX_BIN=${NGINX_BIN:-$(_stack_saved NGINX_BIN "")}
   MYSQLD_BIN=${MYSQLD_BIN:-$(_stack_saved MYSQLD_BIN "")}
+  MYSQL_IMAGE=${MYSQL_IMAGE:-$(_stack_saved MYSQL_IMAGE "")}
+  NGINX_IMAGE=${NGINX_IMAGE:-$(_stack_saved NGINX_IMAGE "")}
   _stack_validate
   _stack_forget_old_pids
-  mysql_configure "$ROOTFS" "$MYSQLD_BIN"
-  if [[ -n $NGINX_BIN ]]; then
+  mysql_configure "$ROOTFS" "$MYSQLD_BIN" "$MYSQL_IMAGE" "webcluster-$STACK_NAME-mysqld"
+  NGINX_CONTAINER=
+  if [[ -n $NGINX_IMAGE ]]; then
+    NGINX_ROOT=
+    NGINX_CONTAINER=webcluster-$STACK_NAME-nginx
+    # daemon off: nginx's master is the container's process.
+    NGINX=(docker run -d --rm --name "$NGINX_CONTAINER" --network host --pid host
+      -v "$STACK_DIR:$STACK_DIR" --entrypoint nginx "$NGINX_IMAGE")
+  elif [[ -n $NGINX_BIN ]]; then
     NGINX_ROOT=
     NGINX=("$NGINX_BIN")
   else
     NGINX_ROOT=$ROOTFS
     NGINX=(chroot "$ROOTFS" nginx)
   fi
+}
+
+# usage: _stack_needs_rootfs   (a server comes from the chroot: the stack's
+# directory must then be inside it. Only the environment decides, since the
+# recorded settings are inside that directory.)
+_stack_needs_rootfs() {
+  [[ -z ${MYSQLD_BIN:-}${MYSQL_IMAGE:-} ]] || [[ -z ${NGINX_BIN:-}${NGINX_IMAGE:-} ]]
 }
 
 # usage: _stack_forget_old_pids   (pid files from before a reboot name other
@@ -269,9 +297,14 @@ stack_nginx_up() {
   in_pid=$(rootfs_path "$NGINX_ROOT" "$pidfile")
   in_log=$(rootfs_path "$NGINX_ROOT" "$log")
   in_conf=$(rootfs_path "$NGINX_ROOT" "$STACK_DIR/nginx.conf")
-  log "starting nginx on 127.0.0.1:$HTTP_PORT (log: $log)"
+  log "starting nginx${NGINX_IMAGE:+ from $NGINX_IMAGE} on 127.0.0.1:$HTTP_PORT (log: $log)"
   # nginx.conf has no pid or error_log lines: the image and this stack differ.
-  "${NGINX[@]}" -e "$in_log" -c "$in_conf" -g "pid $in_pid; error_log $in_log info;" >>"$log" 2>&1 ||
+  local globals="pid $in_pid; error_log $in_log info;"
+  if [[ -n $NGINX_CONTAINER ]]; then
+    container_gone "$NGINX_CONTAINER"
+    globals+=" daemon off;"
+  fi
+  "${NGINX[@]}" -e "$in_log" -c "$in_conf" -g "$globals" >>"$log" 2>&1 ||
     die_with_log "nginx failed to start" "$log"
   wait_until "$NGINX_START_SECONDS" "nginx on port $HTTP_PORT" _stack_http_answers "http://127.0.0.1:$HTTP_PORT/healthz" ||
     die_with_log "nginx did not answer on 127.0.0.1:$HTTP_PORT within $NGINX_START_SECONDS s" "$log"
@@ -375,6 +408,7 @@ stack_down() {
   local instances=()
   [[ -d $RUN_DIR ]] || return 0
   stop_pidfile "$RUN_DIR/nginx.pid" 10
+  [[ -z $NGINX_CONTAINER ]] || container_gone "$NGINX_CONTAINER"
   mapfile -t instances < <(stack_app_numbers)
   ((${#instances[@]} == 0)) || stack_apps_stop "${instances[@]}"
   stop_pidfile "$RUN_DIR/dnsmasq.pid" 10
@@ -386,7 +420,8 @@ stack_down() {
 stack_purge() {
   stack_down
   # STACK_NAME is validated, so this is always one stack's own directory.
-  [[ $STACK_DIR == "$ROOTFS/var/lib/webcluster/$STACK_NAME" ]] || die "refusing to delete $STACK_DIR"
+  [[ $STACK_DIR == "$ROOTFS/var/lib/webcluster/$STACK_NAME" ]] ||
+    [[ $STACK_DIR == "$WEBCLUSTER_CACHE/stacks/$STACK_NAME" ]] || die "refusing to delete $STACK_DIR"
   rm -rf "$STACK_DIR"
   log "stack '$STACK_NAME' purged"
 }
@@ -427,12 +462,17 @@ stack_mysql() {
   mysql_client "$MYSQL_PORT" -uroot -D "$DB_NAME" "$@"
 }
 
+# usage: stack_dir
+stack_dir() {
+  printf '%s\n' "$STACK_DIR"
+}
+
 main() {
   local command=${1:-}
   shift || true
   case $command in
-    up | scale | down | purge | status | mysql) ;;
-    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [args...]" ;;
+    up | scale | down | purge | status | mysql | dir) ;;
+    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [args...] | dir" ;;
   esac
   stack_settings
   "stack_$command" "$@"

@@ -9,7 +9,10 @@
 #   DIR/log/mysqld.log    error log
 # By default the server is MySQL 9.7's mysqld inside the root filesystem built
 # by scripts/rootfs.sh, so DIR must be inside that tree. A host binary (for
-# example the host's MariaDB `mariadbd`) runs instead when one is named.
+# example the host's MariaDB `mariadbd`) runs instead when one is named, or
+# the mysqld of a Docker image (the official mysql:9.7 where images can be
+# pulled): a container on the host's network and pid namespace, with DIR
+# mounted at its own path, so pids, ports and paths are the host's.
 
 # Seconds to wait for a start (InnoDB recovery after a KILL is slow) and a stop.
 MYSQL_START_SECONDS=${MYSQL_START_SECONDS:-60}
@@ -20,15 +23,28 @@ _MYSQL_SERVER=()  # the server command, host-side (chroot prefix included)
 _MYSQL_CLIENT=()  # the client command, host-side
 _MYSQL_FLAVOR=    # mysql | mariadb
 _MYSQL_VERSION=   # e.g. 9.7.4
+_MYSQL_IMAGE=     # Docker image whose mysqld runs; empty otherwise
+_MYSQL_CONTAINER= # that server's container name
 
-# usage: mysql_configure ROOTFS SERVER_BIN
+# usage: mysql_configure ROOTFS SERVER_BIN [IMAGE CONTAINER]
 #   SERVER_BIN empty: mysqld inside ROOTFS (chroot), with its mysql client.
 #   SERVER_BIN set:   that host binary (mysqld or mariadbd) and the host client.
+#   IMAGE set:        that image's mysqld and mysql, in a container named CONTAINER.
 # ie: mysql_configure "$(scripts/rootfs.sh)" "${MYSQLD_BIN:-}"
 #     mysql_configure "" mariadbd
+#     mysql_configure "" "" mysql:9.7 webcluster-default-mysqld
 mysql_configure() {
-  local rootfs=$1 bin=$2 version
-  if [[ -n $bin ]]; then
+  local rootfs=$1 bin=$2 image=${3:-} version
+  _MYSQL_IMAGE=
+  _MYSQL_CONTAINER=
+  if [[ -n $image ]]; then
+    command -v docker >/dev/null || die "docker is missing, and MySQL is to run from the image $image"
+    [[ ${4:-} =~ ^[a-z0-9][a-z0-9_.-]*$ ]] || die "mysql_configure: bad container name '${4:-}'"
+    _MYSQL_ROOT=
+    _MYSQL_IMAGE=$image
+    _MYSQL_CONTAINER=$4
+    _MYSQL_SERVER=(docker run --rm --entrypoint mysqld "$image")
+  elif [[ -n $bin ]]; then
     command -v "$bin" >/dev/null || die "MySQL server binary not found: $bin"
     _MYSQL_ROOT=
     _MYSQL_SERVER=("$bin")
@@ -48,6 +64,8 @@ mysql_configure() {
     _MYSQL_FLAVOR=mysql
     _MYSQL_CLIENT=(mysql)
     [[ -z $_MYSQL_ROOT ]] || _MYSQL_CLIENT=(chroot "$_MYSQL_ROOT" mysql)
+    # The running server's own container; MYSQL_PWD passes through.
+    [[ -z $_MYSQL_IMAGE ]] || _MYSQL_CLIENT=(docker exec -i -e MYSQL_PWD "$_MYSQL_CONTAINER" mysql)
   fi
 }
 
@@ -102,8 +120,43 @@ _mysql_initialise() {
     mariadb-install-db --no-defaults --user=root --datadir="$datadir" \
       --auth-root-authentication-method=normal --skip-test-db
   else
-    "${_MYSQL_SERVER[@]}" --no-defaults --initialize-insecure --user=root --datadir="$datadir"
+    _mysql_server_in "${datadir%/*}" --no-defaults --initialize-insecure --user=root --datadir="$datadir"
   fi
+}
+
+# usage: _mysql_server_in DIR [server args...]   (runs the server command in
+# the foreground; an image's container sees DIR at the same path)
+_mysql_server_in() {
+  local dir=$1
+  shift
+  if [[ -n $_MYSQL_IMAGE ]]; then
+    docker run --rm --network host -v "$dir:$dir" --entrypoint mysqld "$_MYSQL_IMAGE" "$@"
+  else
+    "${_MYSQL_SERVER[@]}" "$@"
+  fi
+}
+
+# usage: _mysql_spawn DIR [server args...]   (starts the server in the
+# background and writes its host pid to DIR/run/mysqld.pid)
+_mysql_spawn() {
+  local dir=$1 pidfile=$1/run/mysqld.pid log pid
+  shift
+  log=$(mysql_log "$dir")
+  if [[ -z $_MYSQL_IMAGE ]]; then
+    # setsid: a Ctrl-C or a closed terminal in the caller must not reach the server.
+    setsid "${_MYSQL_SERVER[@]}" "$@" </dev/null >>"$log" 2>&1 &
+    printf '%s\n' "$!" >"$pidfile"
+    return 0
+  fi
+  container_gone "$_MYSQL_CONTAINER"
+  # --pid host: the pid file and signals name the server itself, as with a
+  # host process; --rm: a stopped server leaves no container behind.
+  docker run -d --rm --name "$_MYSQL_CONTAINER" --network host --pid host \
+    -v "$dir:$dir" --entrypoint mysqld "$_MYSQL_IMAGE" "$@" >>"$log" 2>&1 ||
+    die_with_log "docker run $_MYSQL_IMAGE failed" "$log"
+  # Empty when the server already exited; mysql_wait then reports it.
+  pid=$(docker inspect -f '{{.State.Pid}}' "$_MYSQL_CONTAINER" 2>/dev/null || true)
+  printf '%s\n' "${pid:-0}" >"$pidfile"
 }
 
 # usage: _mysql_server_args DIR PORT   (prints one flag per line; the only
@@ -133,12 +186,10 @@ mysql_start() {
   port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
   mysql_init "$dir"
   mapfile -t args < <(_mysql_server_args "$dir" "$port")
-  log "starting $_MYSQL_FLAVOR on 127.0.0.1:$port (log: $log)"
-  # setsid: a Ctrl-C or a closed terminal in the caller must not reach the server.
-  setsid "${_MYSQL_SERVER[@]}" "${args[@]}" </dev/null >>"$log" 2>&1 &
-  # The server rewrites this file with the same pid once it is up; writing it
-  # now lets a failed start be noticed (and stopped) before that.
-  printf '%s\n' "$!" >"$pidfile"
+  log "starting $_MYSQL_FLAVOR${_MYSQL_IMAGE:+ from $_MYSQL_IMAGE} on 127.0.0.1:$port (log: $log)"
+  # The server rewrites the pid file with the same pid once it is up; writing
+  # it now lets a failed start be noticed (and stopped) before that.
+  _mysql_spawn "$dir" "${args[@]}"
   mysql_wait "$dir" "$port"
 }
 
@@ -165,9 +216,12 @@ _mysql_answers() {
 # when nothing runs)
 mysql_stop() {
   local pidfile=$1/run/mysqld.pid
-  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-  log "stopping $_MYSQL_FLAVOR (pid $(<"$pidfile"))"
-  stop_pidfile "$pidfile" "$MYSQL_STOP_SECONDS"
+  if pid_alive "$pidfile"; then
+    log "stopping $_MYSQL_FLAVOR (pid $(<"$pidfile"))"
+    stop_pidfile "$pidfile" "$MYSQL_STOP_SECONDS"
+  fi
+  rm -f "$pidfile"
+  [[ -z $_MYSQL_IMAGE ]] || container_gone "$_MYSQL_CONTAINER"
 }
 
 # usage: mysql_running DIR

@@ -44,18 +44,15 @@ impl Stack {
         let turn = ONE_STACK_AT_A_TIME
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let name = format!("e2e-{test}");
-        let rootfs = String::from_utf8(script_output(&repo().join("scripts/rootfs.sh"), &[], &[]))
-            .expect("rootfs path is UTF-8");
-        let dir = Path::new(rootfs.trim())
-            .join("var/lib/webcluster")
-            .join(&name);
         let mut stack = Stack {
-            name,
-            dir,
+            name: format!("e2e-{test}"),
+            dir: PathBuf::new(),
             env: HashMap::new(),
             _turn: turn,
         };
+        // In the root filesystem, or elsewhere when the servers come from images.
+        let dir = String::from_utf8(stack.local_stack(&["dir"])).expect("stack path is UTF-8");
+        stack.dir = PathBuf::from(dir.trim());
         // Whatever an earlier, killed run left behind goes first.
         stack.local_stack(&["purge"]);
         stack.local_stack(&["up", &instances.to_string()]);
@@ -181,7 +178,7 @@ impl Stack {
             .unwrap_or_else(|_| panic!("{} holds {text:?}", path.display()))
     }
 
-    fn local_stack(&self, args: &[&str]) {
+    fn local_stack(&self, args: &[&str]) -> Vec<u8> {
         let ports = [
             ("HTTP_PORT", HTTP_PORT.to_string()),
             ("MYSQL_PORT", MYSQL_PORT.to_string()),
@@ -191,7 +188,7 @@ impl Stack {
         let mut env: Vec<(&str, String)> = ports.into();
         env.push(("STACK_NAME", self.name.clone()));
         env.push(("APP_NET", APP_NET.to_owned()));
-        script_output(&repo().join("scripts/local-stack.sh"), args, &env);
+        script_output(&repo().join("scripts/local-stack.sh"), args, &env)
     }
 
     /// The ends of the servers' logs, for a failing test's output.
