@@ -204,6 +204,8 @@ def ci_runs_the_tests(wfs):
         for command in commands:
             if command not in runs.get(job_id, ""):
                 problems.append(f"{CI}: job {job_id} does not run {command}")
+    if "unit" not in str((ci.jobs.get("e2e") or {}).get("needs", "")):
+        problems.append(f"{CI}: the e2e tests must run after the unit tests (needs: unit)")
     e2e_env = (ci.jobs.get("e2e") or {}).get("env") or {}
     if e2e_env.get("MYSQL_IMAGE") != "mysql:9.7" or e2e_env.get("NGINX_IMAGE") != "nginx:1.30":
         problems.append(f"{CI}: e2e must use mysql:9.7 and nginx:1.30, has {e2e_env}")
