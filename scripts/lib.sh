@@ -77,6 +77,19 @@ port_in_use() {
   (: <"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
+# usage: host_container_start NAME IMAGE PROGRAM DIR [args...]   (runs
+# IMAGE's PROGRAM in the background as container NAME, replacing a leftover
+# one. On the host's network and pid namespace, with DIR mounted at its own
+# path, so its ports, pid file, signals and paths are a host process's; --rm:
+# once it exits, no container is left.)
+host_container_start() {
+  local name=$1 image=$2 program=$3 dir=$4
+  shift 4
+  container_gone "$name"
+  docker run -d --rm --name "$name" --network host --pid host \
+    -v "$dir:$dir" --entrypoint "$program" "$image" "$@"
+}
+
 # usage: container_gone NAME   (removes the container if there is one, and
 # waits until it is gone: a --rm container may still be being removed)
 container_gone() {

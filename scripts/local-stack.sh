@@ -88,9 +88,7 @@ stack_settings() {
   if [[ -n $NGINX_IMAGE ]]; then
     NGINX_ROOT=
     NGINX_CONTAINER=webcluster-$STACK_NAME-nginx
-    # daemon off: nginx's master is the container's process.
-    NGINX=(docker run -d --rm --name "$NGINX_CONTAINER" --network host --pid host
-      -v "$STACK_DIR:$STACK_DIR" --entrypoint nginx "$NGINX_IMAGE")
+    NGINX=(host_container_start "$NGINX_CONTAINER" "$NGINX_IMAGE" nginx "$STACK_DIR")
   elif [[ -n $NGINX_BIN ]]; then
     NGINX_ROOT=
     NGINX=("$NGINX_BIN")
@@ -300,10 +298,8 @@ stack_nginx_up() {
   log "starting nginx${NGINX_IMAGE:+ from $NGINX_IMAGE} on 127.0.0.1:$HTTP_PORT (log: $log)"
   # nginx.conf has no pid or error_log lines: the image and this stack differ.
   local globals="pid $in_pid; error_log $in_log info;"
-  if [[ -n $NGINX_CONTAINER ]]; then
-    container_gone "$NGINX_CONTAINER"
-    globals+=" daemon off;"
-  fi
+  # In a container, nginx's master must stay the container's process.
+  [[ -z $NGINX_CONTAINER ]] || globals+=" daemon off;"
   "${NGINX[@]}" -e "$in_log" -c "$in_conf" -g "$globals" >>"$log" 2>&1 ||
     die_with_log "nginx failed to start" "$log"
   wait_until "$NGINX_START_SECONDS" "nginx on port $HTTP_PORT" _stack_http_answers "http://127.0.0.1:$HTTP_PORT/healthz" ||

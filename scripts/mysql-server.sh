@@ -148,11 +148,7 @@ _mysql_spawn() {
     printf '%s\n' "$!" >"$pidfile"
     return 0
   fi
-  container_gone "$_MYSQL_CONTAINER"
-  # --pid host: the pid file and signals name the server itself, as with a
-  # host process; --rm: a stopped server leaves no container behind.
-  docker run -d --rm --name "$_MYSQL_CONTAINER" --network host --pid host \
-    -v "$dir:$dir" --entrypoint mysqld "$_MYSQL_IMAGE" "$@" >>"$log" 2>&1 ||
+  host_container_start "$_MYSQL_CONTAINER" "$_MYSQL_IMAGE" mysqld "$dir" "$@" >>"$log" 2>&1 ||
     die_with_log "docker run $_MYSQL_IMAGE failed" "$log"
   # Empty when the server already exited; mysql_wait then reports it.
   pid=$(docker inspect -f '{{.State.Pid}}' "$_MYSQL_CONTAINER" 2>/dev/null || true)
