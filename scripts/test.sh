@@ -48,16 +48,14 @@ ensure_docker() {
 # usage: purge_e2e_stacks   (each test purges its own stack; this catches
 # those of a test binary that was killed, so no server keeps its port)
 purge_e2e_stacks() {
-  local dir rootfs
+  local dir rootfs servers
   rootfs=$(bash scripts/rootfs.sh)
-  for dir in "$rootfs"/var/lib/webcluster/e2e-*; do
+  for dir in "$rootfs"/var/lib/webcluster/e2e-* "$WEBCLUSTER_CACHE"/stacks/e2e-*; do
     [[ -d $dir ]] || continue
-    STACK_NAME=${dir##*/} bash scripts/local-stack.sh purge >/dev/null 2>&1 ||
-      warn "could not purge the stack in $dir"
-  done
-  for dir in "$WEBCLUSTER_CACHE"/stacks/e2e-*; do
-    [[ -d $dir ]] || continue
-    env "${IMAGE_SERVERS[@]}" STACK_NAME="${dir##*/}" bash scripts/local-stack.sh purge >/dev/null 2>&1 ||
+    # local-stack.sh finds a stack of image servers only when told of them.
+    servers=()
+    [[ $dir == "$rootfs"/* ]] || servers=("${IMAGE_SERVERS[@]}")
+    env "${servers[@]}" STACK_NAME="${dir##*/}" bash scripts/local-stack.sh purge >/dev/null 2>&1 ||
       warn "could not purge the stack in $dir"
   done
 }
