@@ -213,7 +213,7 @@ def ci_runs_the_tests(wfs):
     if compose_env.get("COMPOSE_IMAGES") != "official":
         problems.append(f"{CI}: the compose test must use the official images, env: {compose_env}")
     for job_id in ("lint", "unit", "e2e"):
-        if not action_steps(ci, job_id, "Swatinem/rust-cache") if job_id in ci.jobs else True:
+        if job_id not in ci.jobs or not action_steps(ci, job_id, "Swatinem/rust-cache"):
             problems.append(f"{CI}: job {job_id} does not cache cargo")
     return problems
 
@@ -246,14 +246,17 @@ def image_build_settings(wfs):
 # --- the workflows' own shell steps, run as GitHub would ------------------------------
 
 
-def run_step(step, env, cwd):
-    """Runs a step's run: script with bash; returns (exit code, stdout, $GITHUB_OUTPUT)."""
+def run_step(step, context, github_env=None):
+    """Runs a step's run: script with bash in the repository, its env: resolved
+    from `context` plus GitHub's own variables; returns (exit code, stdout,
+    $GITHUB_OUTPUT)."""
     with tempfile.NamedTemporaryFile("r", suffix=".out") as output:
         full = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), "GITHUB_OUTPUT": output.name}
-        full.update(env)
+        full.update({k: resolve(v, context) for k, v in (step.get("env") or {}).items()})
+        full.update(github_env or {})
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-            cwd=cwd,
+            cwd=REPO,
             env=full,
             capture_output=True,
             text=True,
@@ -303,9 +306,7 @@ def tags_for(wfs, ref, repository="webcluster"):
     image = wfs[IMAGE]
     step = step_named(image, push_jobs(image)[0], "tags")
     context = {"steps.ecr.outputs.registry": REGISTRY, "vars.ECR_REPOSITORY": repository}
-    env = {k: resolve(v, context) for k, v in (step.get("env") or {}).items()}
-    env.update({"GITHUB_REF": ref, "GITHUB_SHA": SHA})
-    return run_step(step, env, REPO)
+    return run_step(step, context, {"GITHUB_REF": ref, "GITHUB_SHA": SHA})
 
 
 def computed_tags(wfs):
@@ -354,8 +355,7 @@ def skips_with_notice_without_aws(wfs):
         cases.append(({**full, f"vars.{name}": ""}, "false", name))
     cases.append(({k: "" for k in full}, "false", "AWS_ROLE_ARN"))
     for context, configured, named in cases:
-        env = {k: resolve(v, context) for k, v in (step.get("env") or {}).items()}
-        status, stdout, out = run_step(step, env, REPO)
+        status, stdout, out = run_step(step, context)
         notice = "::notice" in stdout
         if status != 0 or out.get("configured") != configured or notice != (named is not None):
             problems.append(f"vars {context}: exit {status}, configured={out.get('configured')}, stdout {stdout!r}")
