@@ -28,6 +28,25 @@ pub struct Config {
     pub internal_ip: Option<IpAddr>,
     /// `SHUTDOWN_TIMEOUT_MS`: the longest a SIGTERM drain may take.
     pub shutdown_timeout: Duration,
+    pub connections: ConnectionLimits,
+    /// `QUEUE_TIMEOUT_MS`: a request that waited longer than this for a worker
+    /// is answered 503 without touching the database.
+    pub queue_timeout: Duration,
+}
+
+/// What one client connection may hold or make the instance wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `HEADER_TIMEOUT_MS`: a request head must arrive within this.
+    pub header_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS`: a kept-alive connection with no next request is closed after this.
+    pub idle_timeout: Duration,
+    /// `WRITE_TIMEOUT_MS`: the longest a response write may block.
+    pub write_timeout: Duration,
+    /// `MAX_HEADER_BYTES`: a larger request head is answered 431.
+    pub max_header_bytes: usize,
+    /// `MAX_CONNECTIONS`: one more connection is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// How to reach MySQL.
@@ -96,7 +115,11 @@ impl Config {
                 password: env.password()?,
                 pool_size: env.number("DB_POOL_SIZE", workers, 1, 1024)?,
                 connect_timeout: env.millis("DB_CONNECT_TIMEOUT_MS", 2_000)?,
-                read_timeout: env.millis("DB_READ_TIMEOUT_MS", 5_000)?,
+                // At least 2 s: the server's lock wait (half of it, in whole
+                // seconds) must end before the read does.
+                read_timeout: env
+                    .number("DB_READ_TIMEOUT_MS", 5_000, 2_000, 3_600_000)
+                    .map(Duration::from_millis)?,
                 write_timeout: env.millis("DB_WRITE_TIMEOUT_MS", 5_000)?,
             },
             log_dir: PathBuf::from(env.get("LOG_DIR").unwrap_or_else(|| "logs".into())),
@@ -116,6 +139,16 @@ impl Config {
                 Some(_) => Some(env.parsed("INTERNAL_IP", "", "an IP address")?),
             },
             shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            connections: ConnectionLimits {
+                header_timeout: env.millis("HEADER_TIMEOUT_MS", 5_000)?,
+                idle_timeout: env.millis("IDLE_TIMEOUT_MS", 60_000)?,
+                write_timeout: env.millis("WRITE_TIMEOUT_MS", 10_000)?,
+                // Above nginx's own head limit (4 buffers of 8 KiB), so
+                // whatever nginx forwards fits.
+                max_header_bytes: env.number("MAX_HEADER_BYTES", 40_960, 1_024, 1_048_576)?,
+                max_connections: env.number("MAX_CONNECTIONS", 512, 1, 65_536)?,
+            },
+            queue_timeout: env.millis("QUEUE_TIMEOUT_MS", 2_000)?,
         })
     }
 }
@@ -255,6 +288,11 @@ mod tests {
         assert_eq!(config.cookie_ttl_seconds, 300);
         assert_eq!(config.log_level, log::LevelFilter::Info);
         assert_eq!(config.internal_ip, None);
+        assert_eq!(config.connections.header_timeout, Duration::from_secs(5));
+        assert_eq!(config.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.connections.max_header_bytes, 40_960);
+        assert_eq!(config.connections.max_connections, 512);
+        assert_eq!(config.queue_timeout, Duration::from_secs(2));
         assert!(
             config
                 .trusted_proxies
@@ -274,7 +312,7 @@ mod tests {
             ("DB_PASSWORD", "s3cret"),
             ("DB_POOL_SIZE", "8"),
             ("DB_CONNECT_TIMEOUT_MS", "100"),
-            ("DB_READ_TIMEOUT_MS", "200"),
+            ("DB_READ_TIMEOUT_MS", "2500"),
             ("DB_WRITE_TIMEOUT_MS", "300"),
             ("LOG_DIR", "/var/log/app"),
             ("LOG_LEVEL", "debug"),
@@ -282,6 +320,12 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/8"),
             ("INTERNAL_IP", "10.1.2.3"),
             ("SHUTDOWN_TIMEOUT_MS", "500"),
+            ("HEADER_TIMEOUT_MS", "700"),
+            ("IDLE_TIMEOUT_MS", "800"),
+            ("WRITE_TIMEOUT_MS", "900"),
+            ("MAX_HEADER_BYTES", "2048"),
+            ("MAX_CONNECTIONS", "64"),
+            ("QUEUE_TIMEOUT_MS", "1500"),
         ])
         .expect("valid settings");
         assert_eq!(config.listen_addr, "127.0.0.2:9000".parse().unwrap());
@@ -292,7 +336,7 @@ mod tests {
         assert_eq!(config.db.user, "reader");
         assert_eq!(config.db.password.expose(), "s3cret");
         assert_eq!(config.db.pool_size, 8);
-        assert_eq!(config.db.read_timeout, Duration::from_millis(200));
+        assert_eq!(config.db.read_timeout, Duration::from_millis(2500));
         assert_eq!(config.db.write_timeout, Duration::from_millis(300));
         assert_eq!(config.log_dir, PathBuf::from("/var/log/app"));
         assert_eq!(config.log_level, log::LevelFilter::Debug);
@@ -305,6 +349,17 @@ mod tests {
         );
         assert_eq!(config.internal_ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(config.shutdown_timeout, Duration::from_millis(500));
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_millis(700),
+                idle_timeout: Duration::from_millis(800),
+                write_timeout: Duration::from_millis(900),
+                max_header_bytes: 2048,
+                max_connections: 64,
+            }
+        );
+        assert_eq!(config.queue_timeout, Duration::from_millis(1500));
     }
 
     #[test]
@@ -321,6 +376,18 @@ mod tests {
             ("COOKIE_TTL_SECONDS", "0", "zero"),
             ("TRUSTED_PROXIES", "10.0.0.0/33", "prefix too long"),
             ("INTERNAL_IP", "not-an-ip", "not an address"),
+            (
+                "DB_READ_TIMEOUT_MS",
+                "1999",
+                "shorter than a whole-second lock wait allows",
+            ),
+            ("HEADER_TIMEOUT_MS", "0", "zero"),
+            ("IDLE_TIMEOUT_MS", "soon", "not a number"),
+            ("WRITE_TIMEOUT_MS", "3600001", "over an hour"),
+            ("MAX_HEADER_BYTES", "1023", "too small for a real head"),
+            ("MAX_HEADER_BYTES", "2097152", "over 1 MiB"),
+            ("MAX_CONNECTIONS", "0", "zero"),
+            ("QUEUE_TIMEOUT_MS", "-5", "negative"),
         ];
         for (variable, value, why) in cases {
             let error = config_from(&[(variable, value)]).expect_err(why);

@@ -72,12 +72,22 @@ pub struct Hit<'a> {
 
 pub struct Db {
     pool: Pool,
+    /// No retry starts after this much time spent on one call, so a request
+    /// is answered well within nginx's proxy_read_timeout.
+    retry_budget: Duration,
 }
 
 impl Db {
     /// Connects lazily: the app starts even while the database is down.
     pub fn new(settings: &DbSettings) -> Db {
         let opts = OptsBuilder::new()
+            // A lock wait must end, and the server roll the transaction back,
+            // before the client gives up on its read: then a 503 means the hit
+            // was not counted. Only a connection lost mid-call stays unknown.
+            .init(vec![format!(
+                "SET SESSION innodb_lock_wait_timeout = {}",
+                lock_wait_seconds(settings.read_timeout)
+            )])
             .ip_or_hostname(Some(settings.host.as_str()))
             .tcp_port(settings.port)
             .db_name(Some(settings.name.as_str()))
@@ -89,6 +99,7 @@ impl Db {
             .write_timeout(Some(settings.write_timeout));
         Db {
             pool: Pool::new(opts.into(), settings.pool_size, settings.connect_timeout),
+            retry_budget: settings.read_timeout,
         }
     }
 
@@ -128,7 +139,7 @@ impl Db {
 
     /// Runs `op` on a pooled connection, retrying the errors in `RETRYABLE`.
     fn call<T>(&self, op: impl Fn(&mut mysql::Conn) -> mysql::Result<T>) -> Result<T, DbError> {
-        retrying(|| self.call_once(&op))
+        retrying(self.retry_budget, || self.call_once(&op))
     }
 
     fn call_once<T>(
@@ -155,14 +166,27 @@ impl Db {
     }
 }
 
+/// Half the read timeout, in whole seconds (the server's unit), at least 1.
+/// DB_READ_TIMEOUT_MS is at least 2 s, so this always ends first.
+fn lock_wait_seconds(read_timeout: Duration) -> u64 {
+    (read_timeout.as_secs() / 2).max(1)
+}
+
 /// Runs `attempt` again, after a jittered pause, while it fails with an error
-/// after which the CALL had no effect. Never retries when the outcome is unknown.
-fn retrying<T>(mut attempt: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
+/// after which the CALL had no effect and `budget` is not spent. Never
+/// retries when the outcome is unknown.
+fn retrying<T>(
+    budget: Duration,
+    mut attempt: impl FnMut() -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let started = std::time::Instant::now();
     let mut tries = 1;
     loop {
         match attempt() {
             Err(DbError::Server { code, message })
-                if RETRYABLE.contains(&code) && tries < MAX_ATTEMPTS =>
+                if RETRYABLE.contains(&code)
+                    && tries < MAX_ATTEMPTS
+                    && started.elapsed() < budget =>
             {
                 log::warn!("database error {code} (attempt {tries}), retrying: {message}");
                 thread::sleep(retry_delay(tries));
@@ -203,7 +227,7 @@ mod tests {
     fn run_script(mut script: Vec<Result<u32, DbError>>) -> (Result<u32, DbError>, usize) {
         script.reverse();
         let mut attempts = 0;
-        let result = retrying(|| {
+        let result = retrying(Duration::from_secs(60), || {
             attempts += 1;
             script.pop().unwrap_or_else(|| Err(server_error(1213)))
         });
@@ -252,6 +276,26 @@ mod tests {
             mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         let (result, attempts) = run_script(vec![Err(DbError::OutcomeUnknown(broken)), Ok(1)]);
         assert!(matches!(result, Err(DbError::OutcomeUnknown(_))));
+        assert_eq!(attempts, 1);
+    }
+
+    #[test]
+    fn a_lock_wait_ends_before_the_read_timeout() {
+        for (read_ms, wait_s) in [(2_000, 1), (3_999, 1), (5_000, 2), (60_000, 30)] {
+            let read = Duration::from_millis(read_ms);
+            assert_eq!(lock_wait_seconds(read), wait_s, "{read_ms} ms");
+            assert!(Duration::from_secs(wait_s) < read, "{read_ms} ms");
+        }
+    }
+
+    #[test]
+    fn no_retry_starts_once_the_budget_is_spent() {
+        let mut attempts = 0;
+        let result: Result<u32, DbError> = retrying(Duration::ZERO, || {
+            attempts += 1;
+            Err(server_error(1213))
+        });
+        assert!(matches!(result, Err(DbError::Server { code: 1213, .. })));
         assert_eq!(attempts, 1);
     }
 }

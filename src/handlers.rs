@@ -1,8 +1,8 @@
 //! One function per endpoint: a checked request and the app's state in, a `Reply` out.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
-use crate::client_ip::TrustedProxies;
 use crate::db::{Db, DbError, Hit};
 use crate::http::{ALLOWED_METHODS, Incoming, Method, Reply, Route};
 use crate::sticky;
@@ -11,8 +11,11 @@ use crate::sticky;
 pub struct App {
     pub db: Db,
     pub internal_ip: IpAddr,
-    pub trusted_proxies: TrustedProxies,
     pub cookie_ttl_seconds: u32,
+    /// Longer in the queue than this, and a request that needs the database
+    /// is answered 503 at once: its client (or nginx) may have given up, and
+    /// answering it late would only make the next ones later still.
+    pub queue_timeout: Duration,
 }
 
 /// Routes by path, then by method.
@@ -22,6 +25,13 @@ pub fn handle(app: &App, request: &Incoming) -> Reply {
     };
     if request.method == Method::Other {
         return Reply::text(405, "method not allowed\n").with_header("Allow", ALLOWED_METHODS);
+    }
+    if route != Route::Healthz && request.queued > app.queue_timeout {
+        log::warn!(
+            "shed a request that waited {:.0} ms for a worker",
+            request.queued.as_secs_f64() * 1000.0
+        );
+        return Reply::text(503, "overloaded\n").with_header("Retry-After", "1");
     }
     let reply = match route {
         Route::Hit => hit(app, request),
@@ -46,11 +56,7 @@ fn hit(app: &App, request: &Incoming) -> Reply {
         }
     }
     let reply = Reply::text(200, format!("{}\n", app.internal_ip));
-    match sticky::cookie_to_set(
-        request.cookie.as_deref(),
-        app.internal_ip,
-        app.cookie_ttl_seconds,
-    ) {
+    match sticky::cookie_to_set(request.pinned, app.internal_ip, app.cookie_ttl_seconds) {
         Some(cookie) => reply.with_header("Set-Cookie", cookie),
         None => reply,
     }
@@ -101,18 +107,19 @@ mod tests {
         App {
             db: Db::new(&config.db),
             internal_ip: "10.0.0.2".parse().unwrap(),
-            trusted_proxies: config.trusted_proxies,
             cookie_ttl_seconds: 300,
+            queue_timeout: Duration::from_secs(2),
         }
     }
 
-    fn request(method: Method, path: &str, cookie: Option<&str>) -> Incoming {
+    fn request(method: Method, path: &str, pinned: Option<&str>) -> Incoming {
         Incoming {
             method,
             path: path.into(),
             client_ip: "192.0.2.1".parse().unwrap(),
             request_id: RequestId::random(),
-            cookie: cookie.map(str::to_owned),
+            pinned: pinned.map(|ip| ip.parse().unwrap()),
+            queued: Duration::ZERO,
         }
     }
 
@@ -171,8 +178,28 @@ mod tests {
     fn a_client_pinned_here_is_not_sent_the_cookie_again() {
         let reply = handle(
             &app_without_database(),
-            &request(Method::Head, "/", Some("internal_ip=10.0.0.2")),
+            &request(Method::Head, "/", Some("10.0.0.2")),
         );
         assert_eq!(reply.header("Set-Cookie"), None);
+    }
+
+    #[test]
+    fn a_request_that_waited_too_long_is_shed_unless_it_is_a_health_probe() {
+        let app = app_without_database();
+        for (path, status) in [
+            ("/", 503),
+            ("/showcount", 503),
+            ("/readyz", 503),
+            ("/healthz", 200),
+        ] {
+            let mut late = request(Method::Head, path, None);
+            late.queued = Duration::from_secs(3);
+            let reply = handle(&app, &late);
+            assert_eq!(reply.status, status, "{path}");
+            if status == 503 {
+                assert_eq!(reply.body, "overloaded\n", "{path}");
+                assert_eq!(reply.header("Retry-After"), Some("1"), "{path}");
+            }
+        }
     }
 }

@@ -1,12 +1,15 @@
 //! tiny_http requests in, plain values out: handlers never touch a socket.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use tiny_http::{Header, Request, Response};
 
 use crate::client_ip::{ClientIp, TrustedProxies, resolve_client_ip};
 use crate::request_id::RequestId;
+use crate::sticky;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -47,7 +50,10 @@ pub struct Incoming {
     pub path: String,
     pub client_ip: IpAddr,
     pub request_id: RequestId,
-    pub cookie: Option<String>,
+    /// The instance named by the `internal_ip` cookie, if it holds an address.
+    pub pinned: Option<IpAddr>,
+    /// How long the request waited for a worker.
+    pub queued: Duration,
 }
 
 impl Incoming {
@@ -60,7 +66,7 @@ impl Incoming {
         let ClientIp {
             addr,
             rejected_header,
-        } = resolve_client_ip(peer, header(request, "X-Real-IP"), trusted);
+        } = resolve_client_ip(peer, header_text(request, "X-Real-IP").as_deref(), trusted);
         if let Some(value) = rejected_header {
             log::warn!("ignored X-Real-IP {value:?} from {peer}: not an IP address");
         }
@@ -73,20 +79,19 @@ impl Incoming {
             path: request.url().to_owned(),
             client_ip: addr,
             request_id: RequestId::from_header(
-                header(request, "X-Request-ID"),
+                header_text(request, "X-Request-ID").as_deref(),
                 trusted.contains(peer),
             ),
-            cookie: header(request, "Cookie").map(str::to_owned),
+            pinned: sticky::pinned_instance(request.header_bytes("Cookie")),
+            queued: request.arrived_at().elapsed(),
         }
     }
 }
 
-fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str())
+/// A header's value as text; bytes that are not UTF-8 become U+FFFD, so the
+/// value fails every later parse instead of being dropped unseen.
+fn header_text<'a>(request: &'a Request, name: &str) -> Option<Cow<'a, str>> {
+    request.header_bytes(name).map(String::from_utf8_lossy)
 }
 
 /// A response as a value. HEAD requests get the same headers; tiny_http drops the body.

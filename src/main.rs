@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use webcluster::config::{self, Config};
 use webcluster::db::Db;
-use webcluster::handlers::App;
+use webcluster::handlers::{self, App};
 use webcluster::healthcheck;
+use webcluster::http::Incoming;
 use webcluster::internal_ip::choose_internal_ip;
 use webcluster::logging;
-use webcluster::server::{Outcome, Server};
+use webcluster::server::{Outcome, Server, ServerSettings};
 
 const USAGE: &str = "usage: webcluster              serve (configured by environment variables)
        webcluster healthcheck  exit 0 if this instance's /healthz answers 200";
@@ -107,19 +108,26 @@ fn run(config: Config) -> Result<Outcome, String> {
 
     let listener = TcpListener::bind(config.listen_addr)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
-    let server = Server::bind(listener, config.workers)
-        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let server = Server::bind(
+        listener,
+        ServerSettings {
+            workers: config.workers,
+            limits: config.connections.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        },
+    )
+    .map_err(|e| format!("cannot start the server: {e}"))?;
     server
         .shutdown()
         .on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
-    let app = Arc::new(App {
+    let app = App {
         db: Db::new(&config.db),
         internal_ip: internal.addr,
-        trusted_proxies: config.trusted_proxies,
         cookie_ttl_seconds: config.cookie_ttl_seconds,
-    });
+        queue_timeout: config.queue_timeout,
+    };
     log::info!(
         "listening on {} with {} workers; database {}@{}:{}/{}",
         config.listen_addr,
@@ -129,7 +137,8 @@ fn run(config: Config) -> Result<Outcome, String> {
         config.db.port,
         config.db.name
     );
-    let outcome = server.run(app, config.shutdown_timeout);
+    let handler = Arc::new(move |incoming: &Incoming| handlers::handle(&app, incoming));
+    let outcome = server.run(handler, config.shutdown_timeout);
     log::info!("stopped: {outcome:?}");
     Ok(outcome)
 }

@@ -1,14 +1,16 @@
 //! The worker pool: N threads share one tiny_http server. Each receives a
-//! request, handles it, responds and writes one log line. Nothing else does I/O.
+//! request, hands it to the handler, responds and writes one log line.
+//! Nothing else does I/O.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::handlers::{self, App};
+use crate::client_ip::TrustedProxies;
+use crate::config::ConnectionLimits;
 use crate::http::{Incoming, Reply};
 use crate::shutdown::Shutdown;
 
@@ -22,27 +24,50 @@ pub enum Outcome {
     Drained,
     /// Stopped by a signal, but some workers were still busy at the deadline.
     DeadlinePassed { busy_workers: usize },
-    /// The server could not go on: tiny_http's accept loop died (for example,
-    /// too many open files; it never restarts), or a worker could not start.
+    /// The server could not go on: tiny_http's listening socket failed for
+    /// good, or a worker could not start.
     Failed(String),
+}
+
+/// What the server needs besides the handler.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub workers: usize,
+    pub limits: ConnectionLimits,
+    /// Peers whose X-Real-IP and X-Request-ID are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub struct Server {
     http: Arc<tiny_http::Server>,
     shutdown: Arc<Shutdown>,
     workers: usize,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Server {
-    pub fn bind(listener: TcpListener, workers: usize) -> std::io::Result<Server> {
-        let http = tiny_http::Server::from_listener(listener.try_clone()?, None)
-            .map(Arc::new)
-            .map_err(std::io::Error::other)?;
-        let shutdown = Arc::new(Shutdown::new(&listener, Arc::clone(&http), workers)?);
+    pub fn bind(listener: TcpListener, settings: ServerSettings) -> std::io::Result<Server> {
+        let limits = tiny_http::Limits {
+            header_timeout: settings.limits.header_timeout,
+            idle_timeout: settings.limits.idle_timeout,
+            write_timeout: settings.limits.write_timeout,
+            max_head_bytes: settings.limits.max_header_bytes,
+            max_connections: settings.limits.max_connections,
+        };
+        let http =
+            tiny_http::Server::from_listener_with_limits(listener.try_clone()?, None, limits)
+                .map(Arc::new)
+                .map_err(std::io::Error::other)?;
+        let shutdown = Arc::new(Shutdown::new(
+            &listener,
+            Arc::clone(&http),
+            settings.workers,
+        )?);
         Ok(Server {
             http,
             shutdown,
-            workers,
+            workers: settings.workers,
+            trusted_proxies: Arc::new(settings.trusted_proxies),
         })
     }
 
@@ -51,19 +76,23 @@ impl Server {
     }
 
     /// Serves until shutdown; waits for the workers at most `grace` once it begins.
-    pub fn run(self, app: Arc<App>, grace: Duration) -> Outcome {
+    pub fn run<H>(self, handler: Arc<H>, grace: Duration) -> Outcome
+    where
+        H: Fn(&Incoming) -> Reply + Send + Sync + 'static,
+    {
         let (done_tx, done_rx) = mpsc::channel::<Option<String>>();
         for id in 0..self.workers {
-            let (http, shutdown, app, done) = (
+            let (http, shutdown, handler, trusted, done) = (
                 Arc::clone(&self.http),
                 Arc::clone(&self.shutdown),
-                Arc::clone(&app),
+                Arc::clone(&handler),
+                Arc::clone(&self.trusted_proxies),
                 done_tx.clone(),
             );
             let spawned = thread::Builder::new()
                 .name(format!("worker-{id}"))
                 .spawn(move || {
-                    let failure = work(&http, &app, &shutdown);
+                    let failure = work(&http, &*handler, &trusted, &shutdown);
                     // main may have stopped listening after its deadline.
                     let _ = done.send(failure);
                 });
@@ -115,11 +144,24 @@ fn wait_for_workers(
     }
 }
 
-/// One worker's loop. Returns the reason if the accept loop failed.
-fn work(http: &tiny_http::Server, app: &App, shutdown: &Shutdown) -> Option<String> {
+/// One worker's loop. Returns the reason if the listening socket failed.
+fn work(
+    http: &tiny_http::Server,
+    handler: &dyn Fn(&Incoming) -> Reply,
+    trusted: &TrustedProxies,
+    shutdown: &Shutdown,
+) -> Option<String> {
     loop {
         match http.recv() {
-            Ok(request) => respond(request, app),
+            Ok(request) => {
+                // A panic anywhere in the cycle, respond included, costs that
+                // one answer (tiny_http sends 500 for a dropped request), never
+                // the worker: a pool that lost its workers would answer nothing.
+                let served = catch_unwind(AssertUnwindSafe(|| serve(request, handler, trusted)));
+                if served.is_err() {
+                    log::error!("a request's handling panicked; the worker carries on");
+                }
+            }
             // Woken by unblock(), or accept() failed after the socket closed.
             Err(_) if shutdown.is_stopping() => return None,
             Err(e) => {
@@ -132,18 +174,21 @@ fn work(http: &tiny_http::Server, app: &App, shutdown: &Shutdown) -> Option<Stri
 }
 
 /// Handles one request, responds, and writes its log line.
-fn respond(request: tiny_http::Request, app: &App) {
+fn serve(
+    request: tiny_http::Request,
+    handler: &dyn Fn(&Incoming) -> Reply,
+    trusted: &TrustedProxies,
+) {
     let started = Instant::now();
-    let incoming = Incoming::from_request(&request, &app.trusted_proxies);
-    let reply =
-        catch_unwind(AssertUnwindSafe(|| handlers::handle(app, &incoming))).unwrap_or_else(|_| {
-            log::error!(
-                "handler panicked on {} {}",
-                method_name(&request),
-                escaped(&incoming.path)
-            );
-            Reply::text(500, "internal error\n")
-        });
+    let incoming = Incoming::from_request(&request, trusted);
+    let reply = catch_unwind(AssertUnwindSafe(|| handler(&incoming))).unwrap_or_else(|_| {
+        log::error!(
+            "handler panicked on {} {}",
+            method_name(&request),
+            escaped(&incoming.path)
+        );
+        Reply::text(500, "internal error\n")
+    });
     let status = reply.status;
     let method = method_name(&request);
     // An error here means the client (nginx) went away; there is nobody left to tell.
@@ -152,7 +197,7 @@ fn respond(request: tiny_http::Request, app: &App) {
     }
     // A container's own health probe every few seconds would bury the real
     // traffic; it stays visible at LOG_LEVEL=debug.
-    let level = if is_own_probe(&incoming) && status == 200 {
+    let level = if is_own_probe(&incoming.path, incoming.client_ip) && status == 200 {
         log::Level::Debug
     } else {
         log::Level::Info
@@ -167,8 +212,8 @@ fn respond(request: tiny_http::Request, app: &App) {
 }
 
 /// `webcluster healthcheck` (or any probe) from inside the instance itself.
-fn is_own_probe(incoming: &Incoming) -> bool {
-    incoming.path == "/healthz" && incoming.client_ip.is_loopback()
+fn is_own_probe(path: &str, client: IpAddr) -> bool {
+    path == "/healthz" && client.is_loopback()
 }
 
 fn method_name(request: &tiny_http::Request) -> String {
@@ -186,10 +231,54 @@ fn escaped(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
 
     #[test]
     fn log_fields_cannot_forge_lines() {
         assert_eq!(escaped("/a\nINFO fake"), "/a\\nINFO fake");
         assert_eq!(escaped(&"x".repeat(500)).len(), 200);
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(stream, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_one_500_and_never_a_worker() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = Server::bind(
+            listener,
+            ServerSettings {
+                workers: 1,
+                limits: crate::config::Config::from_lookup(|_| None)
+                    .expect("defaults")
+                    .connections,
+                trusted_proxies: TrustedProxies::default(),
+            },
+        )
+        .expect("server");
+        let shutdown = Arc::clone(server.shutdown());
+        let handler = Arc::new(|incoming: &Incoming| {
+            assert!(incoming.path != "/panic", "a bug in a handler");
+            Reply::text(200, "fine\n")
+        });
+        let running = thread::spawn(move || server.run(handler, Duration::from_secs(5)));
+
+        // One worker: if the panic had taken it, nothing would answer after.
+        for _ in 0..3 {
+            assert!(get(addr, "/panic").starts_with("HTTP/1.1 500"));
+            assert!(get(addr, "/ok").starts_with("HTTP/1.1 200"));
+        }
+        shutdown.begin();
+        assert_eq!(running.join().expect("run"), Outcome::Drained);
     }
 }

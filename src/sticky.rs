@@ -5,22 +5,28 @@ use std::net::IpAddr;
 /// The cookie's name; nginx.conf reads it as `$cookie_internal_ip` / `$upstream_cookie_internal_ip`.
 pub const COOKIE_NAME: &str = "internal_ip";
 
-/// The instance named by the request's `internal_ip` cookie, when it holds a valid address.
-pub fn pinned_instance(cookie_header: Option<&str>) -> Option<IpAddr> {
+/// The instance named by the request's `internal_ip` cookie, when it holds a
+/// valid address. The header is bytes: a browser may hold other sites'
+/// cookies with UTF-8 in them (RFC 9110 allows bytes 0x80-0xFF in a field).
+pub fn pinned_instance(cookie_header: Option<&[u8]>) -> Option<IpAddr> {
     cookie_header?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .and_then(|(_, value)| value.trim().trim_matches('"').parse().ok())
+        .split(|&b| b == b';')
+        .filter_map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((pair[..eq].trim_ascii(), &pair[eq + 1..]))
+        })
+        .find(|(name, _)| *name == COOKIE_NAME.as_bytes())
+        .and_then(|(_, value)| {
+            let value = value.trim_ascii();
+            let value = value.strip_prefix(b"\"").unwrap_or(value);
+            let value = value.strip_suffix(b"\"").unwrap_or(value);
+            std::str::from_utf8(value).ok()?.parse().ok()
+        })
 }
 
 /// The `Set-Cookie` value, or `None` when the client already carries this instance's value.
-pub fn cookie_to_set(
-    cookie_header: Option<&str>,
-    instance: IpAddr,
-    ttl_seconds: u32,
-) -> Option<String> {
-    if pinned_instance(cookie_header) == Some(instance) {
+pub fn cookie_to_set(pinned: Option<IpAddr>, instance: IpAddr, ttl_seconds: u32) -> Option<String> {
+    if pinned == Some(instance) {
         return None;
     }
     Some(format!(
@@ -38,22 +44,32 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others() {
-        let cases = [
-            (Some("internal_ip=10.0.0.2"), Some("10.0.0.2")),
-            (Some("a=1; internal_ip=10.0.0.3; b=2"), Some("10.0.0.3")),
-            (Some("a=1;internal_ip=\"10.0.0.4\""), Some("10.0.0.4")),
-            (Some("internal_ip=fd00::5"), Some("fd00::5")),
-            (Some("x_internal_ip=10.0.0.2"), None),
-            (Some("internal_ip=not-an-ip"), None),
-            (Some("internal_ip="), None),
-            (Some(""), None),
+        let cases: [(Option<&[u8]>, Option<&str>); 12] = [
+            (Some(b"internal_ip=10.0.0.2"), Some("10.0.0.2")),
+            (Some(b"a=1; internal_ip=10.0.0.3; b=2"), Some("10.0.0.3")),
+            (Some(b"a=1;internal_ip=\"10.0.0.4\""), Some("10.0.0.4")),
+            (Some(b"internal_ip=fd00::5"), Some("fd00::5")),
+            (
+                Some(b"theme=caf\xc3\xa9; internal_ip=10.0.0.6"),
+                Some("10.0.0.6"),
+            ),
+            (
+                Some(b"\xff\xfe; internal_ip=10.0.0.7; x=\x80"),
+                Some("10.0.0.7"),
+            ),
+            (Some(b"internal_ip=10.0.0.8\xc3\xa9"), None),
+            (Some(b"x_internal_ip=10.0.0.2"), None),
+            (Some(b"internal_ip=not-an-ip"), None),
+            (Some(b"internal_ip="), None),
+            (Some(b""), None),
             (None, None),
         ];
         for (header, expected) in cases {
             assert_eq!(
                 pinned_instance(header),
                 expected.map(ip),
-                "header {header:?}"
+                "header {:?}",
+                header.map(String::from_utf8_lossy)
             );
         }
     }
@@ -76,7 +92,7 @@ mod tests {
     #[test]
     fn a_client_already_pinned_here_gets_no_new_cookie() {
         assert_eq!(
-            cookie_to_set(Some("internal_ip=10.0.0.2"), ip("10.0.0.2"), 300),
+            cookie_to_set(Some(ip("10.0.0.2")), ip("10.0.0.2"), 300),
             None
         );
     }
@@ -84,14 +100,15 @@ mod tests {
     #[test]
     fn a_client_pinned_elsewhere_or_forged_is_re_pinned_here() {
         for header in [
-            "internal_ip=10.0.0.3",
-            "internal_ip=10.9.9.9",
-            "internal_ip=garbage",
+            &b"internal_ip=10.0.0.3"[..],
+            b"internal_ip=10.9.9.9",
+            b"internal_ip=garbage",
         ] {
-            let set = cookie_to_set(Some(header), ip("10.0.0.2"), 300);
+            let set = cookie_to_set(pinned_instance(Some(header)), ip("10.0.0.2"), 300);
             assert!(
                 set.unwrap().starts_with("internal_ip=10.0.0.2;"),
-                "{header}"
+                "{}",
+                String::from_utf8_lossy(header)
             );
         }
     }

@@ -1,22 +1,28 @@
-use ascii::AsciiString;
-
-use std::io::Error as IoError;
-use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
-
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::mem;
 use std::net::SocketAddr;
-use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::HTTPVersion;
+use crate::head::{head_end, parse_head};
+use crate::request::{BodyOptions, RequestCreationError, DRAIN_MAX};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Limits, Request, Response, StatusCode};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
+///
+/// PATCHED (hardening): the head is read with a byte cap and a deadline and
+/// parsed by `head::parse_head`; every refusal is answered with a status and
+/// `Connection: close` (upstream closed silently on a non-ASCII byte, and read
+/// a line without end); a body the handler left unread is drained here, within
+/// `DRAIN_MAX` bytes and a header timeout, or the connection is closed.
 pub struct ClientConnection {
     // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
+    remote_addr: Option<SocketAddr>,
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
@@ -34,16 +40,23 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    limits: Limits,
+
+    // When the first request's head must be complete: accept + header timeout.
+    first_deadline: Option<Instant>,
+
+    // Body bytes the previous request's handler left unread.
+    unread_body: Arc<AtomicUsize>,
 }
 
-/// Error that can happen when reading a request.
+/// Why no request was read.
 #[derive(Debug)]
 enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+    /// The client closed, idled out between requests, or broke off: close quietly.
+    Closed,
+    /// Answer with this status, then close.
+    Refuse(u16, HTTPVersion),
 }
 
 impl ClientConnection {
@@ -51,8 +64,11 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Limits,
+        accepted_at: Instant,
     ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
+        // PATCHED: upstream unwrapped this later; a peer gone already is not a panic.
+        let remote_addr = read_socket.peer_addr().ok().flatten();
         let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
@@ -65,6 +81,9 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            first_deadline: Some(accepted_at + limits.header_timeout),
+            limits,
+            unread_body: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -73,100 +92,201 @@ impl ClientConnection {
         self.secure
     }
 
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
-        }
-    }
-
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
-
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                    if line.is_empty() {
-                        break;
-                    };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
-        };
+        // The previous request's body reader hands the stream back when dropped.
+        if !self.next_header_source.wait_turn() {
+            return Err(ReadError::Closed);
+        }
+        self.drain_unread_body()?;
+        let raw = self.read_head()?;
+        let arrived_at = Instant::now();
+        let head =
+            parse_head(&raw).map_err(|e| ReadError::Refuse(e.status(), HTTPVersion(1, 1)))?;
+        // The body is read under the same bound as the head.
+        self.set_read_timeout(self.limits.header_timeout);
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
+        mem::swap(&mut self.next_header_source, &mut data_source);
 
-        // building the next reader
+        let version = head.version.clone();
         let request = crate::request::new_request(
             self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
+            head.method,
+            head.path,
+            head.version,
+            head.headers,
+            self.remote_addr,
             data_source,
             writer,
+            BodyOptions {
+                deadline: Some(arrived_at + self.limits.header_timeout),
+                unread: Some(Arc::clone(&self.unread_body)),
+            },
         )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
+        .map_err(|e| match e {
+            RequestCreationError::ExpectationFailed => ReadError::Refuse(417, version.clone()),
+            RequestCreationError::NotImplemented => ReadError::Refuse(501, version.clone()),
+            RequestCreationError::BadRequest => ReadError::Refuse(400, version.clone()),
+            RequestCreationError::CreationIoError(e) if timed_out(&e) => {
+                ReadError::Refuse(408, version.clone())
+            }
+            RequestCreationError::CreationIoError(_) => ReadError::Closed,
+        })?;
+        Ok(request.with_head_extras(head.obs_headers, arrived_at))
+    }
+
+    /// The next head's bytes, through its empty line; what follows stays buffered.
+    fn read_head(&mut self) -> Result<Vec<u8>, ReadError> {
+        let Limits {
+            header_timeout,
+            idle_timeout,
+            max_head_bytes,
+            ..
+        } = self.limits;
+        let deadline = match self.first_deadline.take() {
+            Some(deadline) => deadline,
+            None => {
+                // Between requests: the next one may take up to the idle timeout to start.
+                self.set_read_timeout(idle_timeout);
+                let reader = self.next_header_source.get_mut().ok_or(ReadError::Closed)?;
+                match reader.fill_buf() {
+                    Ok(bytes) if !bytes.is_empty() => Instant::now() + header_timeout,
+                    _ => return Err(ReadError::Closed),
                 }
             }
-        })?;
-
-        // return the request
-        Ok(request)
+        };
+        let mut head = Vec::with_capacity(512);
+        let mut received = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // Nothing sent at all is an idle connection, not a request.
+                return Err(match received {
+                    true => ReadError::Refuse(408, HTTPVersion(1, 1)),
+                    false => ReadError::Closed,
+                });
+            }
+            let reader = self.next_header_source.get_mut().ok_or(ReadError::Closed)?;
+            if reader.buffer().is_empty() {
+                // Each blocking read waits only for what is left of the deadline.
+                reader.get_ref().set_read_timeout(Some(left)).ok();
+            }
+            let available = match reader.fill_buf() {
+                Ok([]) => return Err(ReadError::Closed),
+                Ok(bytes) => bytes,
+                Err(e) if timed_out(&e) || e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return Err(ReadError::Closed),
+            };
+            received = true;
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            let skip = match head.is_empty() {
+                true => available
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count(),
+                false => 0,
+            };
+            let chunk = &available[skip..];
+            let start = head.len();
+            let take = chunk.len().min(max_head_bytes + 1 - start);
+            head.extend_from_slice(&chunk[..take]);
+            // The empty line may straddle the previous read: look 3 bytes back.
+            let from = start.saturating_sub(3);
+            if let Some(end) = head_end(&head[from..]).map(|e| from + e) {
+                reader.consume(skip + end.saturating_sub(start));
+                head.truncate(end);
+                return match end > max_head_bytes {
+                    true => Err(ReadError::Refuse(431, HTTPVersion(1, 1))),
+                    false => Ok(head),
+                };
+            }
+            reader.consume(skip + take);
+            if head.len() > max_head_bytes {
+                return Err(ReadError::Refuse(431, HTTPVersion(1, 1)));
+            }
+        }
     }
+
+    /// Skips what the previous handler left of its body, if it is small enough
+    /// and arrives in time; otherwise the connection ends.
+    fn drain_unread_body(&mut self) -> Result<(), ReadError> {
+        let mut left = self.unread_body.swap(0, Ordering::SeqCst);
+        if left == 0 {
+            return Ok(());
+        }
+        if left > DRAIN_MAX {
+            return Err(ReadError::Closed);
+        }
+        self.set_read_timeout(self.limits.header_timeout);
+        let deadline = Instant::now() + self.limits.header_timeout;
+        let reader = self.next_header_source.get_mut().ok_or(ReadError::Closed)?;
+        while left > 0 {
+            if Instant::now() >= deadline {
+                return Err(ReadError::Closed);
+            }
+            let n = match reader.fill_buf() {
+                Ok([]) | Err(_) => return Err(ReadError::Closed),
+                Ok(bytes) => bytes.len().min(left),
+            };
+            reader.consume(n);
+            left -= n;
+        }
+        Ok(())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        if let Some(reader) = self.next_header_source.get_mut() {
+            // A zero timeout would mean none at all.
+            let timeout = timeout.max(Duration::from_millis(1));
+            reader.get_ref().set_read_timeout(Some(timeout)).ok();
+        }
+    }
+
+    /// Answers a request that cannot be served, and ends the connection.
+    fn refuse(&mut self, status: u16, version: HTTPVersion) {
+        let mut writer = self.sink.next().unwrap();
+        let response = Response::new_empty(StatusCode(status));
+        let sent = response
+            .print(&mut writer, version, &[], false, None, true)
+            .and_then(|()| writer.flush());
+        drop(writer);
+        if sent.is_ok() {
+            self.linger();
+        }
+    }
+
+    /// After a refusal: shut our side and read what the client still sends
+    /// for a moment, so closing with unread data (which resets the
+    /// connection) does not destroy the answer before the client reads it.
+    fn linger(&mut self) {
+        const LINGER: Duration = Duration::from_millis(500);
+        const LINGER_BYTES: usize = 64 * 1024;
+        self.set_read_timeout(LINGER);
+        let Some(reader) = self.next_header_source.get_mut() else {
+            return;
+        };
+        reader.get_mut().shutdown_write().ok();
+        let deadline = Instant::now() + LINGER;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES && Instant::now() < deadline {
+            let n = match reader.fill_buf() {
+                Ok([]) | Err(_) => return,
+                Ok(bytes) => bytes.len(),
+            };
+            reader.consume(n);
+            discarded += n;
+        }
+    }
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 impl Iterator for ClientConnection {
@@ -175,135 +295,52 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+        let mut rq = match self.read() {
+            Ok(rq) => rq,
+            Err(ReadError::Closed) => {
+                self.no_more_requests = true;
+                return None;
             }
+            Err(ReadError::Refuse(status, version)) => {
+                self.no_more_requests = true;
+                self.refuse(status, version);
+                return None;
+            }
+        };
 
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
 
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
 
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
+        let last = match lowercase {
+            Some(ref val) if val.contains("close") => true,
+            Some(ref val) if val.contains("upgrade") => true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => true,
+            _ => false,
+        };
+        if last {
+            rq.close_connection();
         }
-    }
-}
+        // A body too large to drain closes the connection as well.
+        self.no_more_requests = rq.closes_connection();
 
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
-}
-
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        // returning the request
+        Some(rq)
     }
 }

@@ -99,8 +99,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -112,6 +112,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::Limits;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -119,6 +120,8 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod head;
+mod limits;
 mod request;
 mod response;
 mod ssl;
@@ -140,6 +143,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // PATCHED: connections open now, for the cap and `num_connections`.
+    open_connections: Arc<AtomicUsize>,
 }
 
 enum Message {
@@ -243,6 +249,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// PATCHED (hardening): `from_listener` with explicit `Limits`.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -282,77 +297,93 @@ impl Server {
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
+        let open_connections = Arc::new(AtomicUsize::new(0));
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        let inside_open = open_connections.clone();
+        thread::Builder::new()
+            .name("tiny-http-accept".into())
+            .spawn(move || {
+                // a tasks pool is used to dispatch the connections into threads
+                let tasks_pool = util::TaskPool::new();
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
+                log::debug!("Running accept thread");
+                while !inside_close_trigger.load(Relaxed) {
+                    let sock = match server.accept() {
+                        Ok((sock, _)) => sock,
+                        // PATCHED: upstream ended the accept loop, and with it the
+                        // server, on any error, such as a client that reset its
+                        // connection before it was accepted, or a moment without
+                        // file descriptors.
+                        Err(e) => match accept_error_pause(&e) {
+                            Some(pause) => {
+                                log::warn!("accepting a connection failed, continuing: {}", e);
+                                thread::sleep(pause);
+                                continue;
                             }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
+                            None => {
+                                log::error!("Error accepting new client: {}", e);
+                                inside_messages.push(e.into());
+                                break;
                             }
-                        }));
-                    }
+                        },
+                    };
+                    let accepted_at = std::time::Instant::now();
 
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                    // PATCHED: a cap on open connections; beyond it, 503 at once.
+                    if inside_open.load(SeqCst) >= limits.max_connections {
+                        refuse_connection(sock);
+                        continue;
+                    }
+                    let guard = OpenConnection::new(&inside_open);
+                    sock.set_write_timeout(Some(limits.write_timeout)).ok();
+
+                    use util::RefinedTcpStream;
+                    let (read_closable, write_closable) = match ssl {
+                        None => RefinedTcpStream::new(sock),
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Some(ref ssl) => {
+                            // trying to apply SSL over the connection
+                            // if an error occurs, we just close the socket and resume listening
+                            let sock = match ssl.accept(sock) {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            };
+
+                            RefinedTcpStream::new(sock)
+                        }
+                        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                        Some(ref _ssl) => unreachable!(),
+                    };
+
+                    let client = ClientConnection::new(
+                        write_closable,
+                        read_closable,
+                        limits.clone(),
+                        accepted_at,
+                    );
+                    let messages = inside_messages.clone();
+                    let mut task = Some((client, guard));
+                    let spawned = tasks_pool.spawn(Box::new(move || {
+                        if let Some((client, _guard)) = task.take() {
+                            serve_connection(client, &messages);
+                        }
+                    }));
+                    if let Err(e) = spawned {
+                        // The task, and with it the connection, is dropped: closed.
+                        log::error!("no thread for a new connection, closed it: {}", e);
                     }
                 }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                log::debug!("Terminating accept thread");
+            })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            open_connections,
         })
     }
 
@@ -371,9 +402,10 @@ impl Server {
     }
 
     /// Returns the number of clients currently connected to the server.
+    ///
+    /// PATCHED: upstream's body was `unimplemented!()`.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.open_connections.load(SeqCst)
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -408,6 +440,70 @@ impl Server {
     /// This method allows graceful shutdown of server.
     pub fn unblock(&self) {
         self.messages.unblock();
+    }
+}
+
+/// PATCHED (hardening): one request in flight per connection. The next head
+/// is read only once this one is answered, so a client that pipelines cannot
+/// queue requests without bound (upstream did this for HTTPS only).
+fn serve_connection(client: ClientConnection, messages: &MessagesQueue<Message>) {
+    let (sender, receiver) = mpsc::channel();
+    for rq in client {
+        messages.push(rq.with_notify_sender(sender.clone()).into());
+        // The request answers, or is dropped (which answers 500), then notifies.
+        if receiver.recv().is_err() {
+            break;
+        }
+    }
+}
+
+/// Counts a connection as open until dropped, whatever ends it.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> OpenConnection {
+        open.fetch_add(1, SeqCst);
+        OpenConnection(Arc::clone(open))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// A connection over the cap: 503 and close, from the accept thread, without
+/// blocking it. What the client already sent is read first, so the close does
+/// not reset the connection under the answer.
+fn refuse_connection(mut sock: Connection) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+        Content-Length: 11\r\nRetry-After: 1\r\nConnection: close\r\n\r\noverloaded\n";
+    use std::io::{Read, Write};
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut unread = [0; 4096];
+    while matches!(sock.read(&mut unread), Ok(n) if n > 0) {}
+    // A new connection's send buffer is empty: this never blocks.
+    let _ = sock.write_all(ANSWER);
+    let _ = sock.shutdown(Shutdown::Write);
+}
+
+/// How long to wait before accepting again after `error`; `None` when the
+/// listening socket itself is gone (closed, or shut down on purpose).
+fn accept_error_pause(error: &IoError) -> Option<Duration> {
+    match error.kind() {
+        IoErrorKind::ConnectionAborted | IoErrorKind::ConnectionReset | IoErrorKind::Interrupted => {
+            Some(Duration::ZERO)
+        }
+        _ => match error.raw_os_error() {
+            // EBADF, EFAULT, EINVAL (shut down), ENOTSOCK, EOPNOTSUPP.
+            Some(9 | 14 | 22 | 88 | 95) | None => None,
+            // EMFILE, ENFILE, ENOBUFS, ENOMEM and the network errors a
+            // pending connection can report: wait for resources to free up.
+            Some(_) => Some(Duration::from_millis(50)),
+        },
     }
 }
 

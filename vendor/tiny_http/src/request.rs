@@ -3,13 +3,20 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
+use crate::{HTTPVersion, Header, HeaderField, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
+
+/// PATCHED (hardening): the most body bytes the server reads past, on the
+/// connection's own thread, when the handler leaves a body unread. A larger
+/// body costs the connection instead (`Connection: close`).
+pub(crate) const DRAIN_MAX: usize = 64 * 1024;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -67,6 +74,15 @@ pub struct Request {
 
     headers: Vec<Header>,
 
+    // PATCHED: headers whose values hold bytes 0x80-0xFF.
+    obs_headers: Vec<(HeaderField, Vec<u8>)>,
+
+    // PATCHED: when the head was read, so a server can shed requests that waited too long.
+    arrived_at: Instant,
+
+    // PATCHED: the connection closes after this response, which then says so.
+    close_connection: bool,
+
     body_length: Option<usize>,
 
     // true if a `100 Continue` response must be sent when `as_reader()` is called
@@ -96,7 +112,8 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // PATCHED: a connection that ended before its answer must not panic a worker.
+        self.sender.send(()).ok();
     }
 }
 
@@ -108,6 +125,39 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// PATCHED: a `Transfer-Encoding` other than `chunked` (answered 501).
+    NotImplemented,
+
+    /// PATCHED: a malformed or conflicting `Content-Length` (answered 400).
+    BadRequest,
+}
+
+/// PATCHED (hardening): how `new_request` reads the body.
+#[derive(Default)]
+pub(crate) struct BodyOptions {
+    /// A small body is read before the request is handed out; it must have arrived by then.
+    pub deadline: Option<Instant>,
+    /// Where the body reader leaves the count of bytes the handler did not read.
+    pub unread: Option<Arc<AtomicUsize>>,
+}
+
+/// PATCHED: every `Content-Length` must be digits and agree (RFC 9112 §6.3);
+/// upstream took the first that parsed and ignored the rest.
+fn content_length(headers: &[Header]) -> Result<Option<usize>, RequestCreationError> {
+    let mut length = None;
+    for header in headers.iter().filter(|h| h.field.equiv("Content-Length")) {
+        let text = header.value.as_str();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RequestCreationError::BadRequest);
+        }
+        let value: usize = text.parse().map_err(|_| RequestCreationError::BadRequest)?;
+        if length.is_some_and(|l| l != value) {
+            return Err(RequestCreationError::BadRequest);
+        }
+        length = Some(value);
+    }
+    Ok(length)
 }
 
 impl From<IoError> for RequestCreationError {
@@ -135,6 +185,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    body: BodyOptions,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -146,16 +197,20 @@ where
         .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
         .map(|h| h.value.clone());
 
+    // PATCHED: only `chunked` is decoded; upstream applied it to any value.
+    if let Some(te) = &transfer_encoding {
+        if !te.as_str().trim().eq_ignore_ascii_case("chunked") {
+            return Err(RequestCreationError::NotImplemented);
+        }
+    }
+
     // finding the content-length header
     let content_length = if transfer_encoding.is_some() {
         // if transfer-encoding is specified, the Content-Length
         // header must be ignored (RFC2616 #4.4)
         None
     } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+        content_length(&headers)?
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -183,6 +238,13 @@ where
         }
     };
 
+    // PATCHED: a body the server will not read past on its own (chunked, awaiting
+    // 100-continue, or beyond DRAIN_MAX) ends the connection after the answer.
+    let close_connection = connection_upgrade
+        || transfer_encoding.is_some()
+        || (expects_continue && content_length.is_some_and(|l| l > 0))
+        || content_length.is_some_and(|l| l > DRAIN_MAX);
+
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
     let reader = if connection_upgrade {
@@ -198,6 +260,11 @@ where
             let mut offset = 0;
 
             while offset != content_length {
+                // PATCHED: a body dribbled in slowly is bounded by the deadline too.
+                if body.deadline.is_some_and(|d| Instant::now() >= d) {
+                    let err = IoError::new(ErrorKind::TimedOut, "the body did not arrive in time");
+                    return Err(RequestCreationError::CreationIoError(err));
+                }
                 let read = source_data.read(&mut buffer[offset..])?;
                 if read == 0 {
                     // the socket returned EOF, but we were before the expected content-length
@@ -212,7 +279,7 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let data_reader = EqualReader::new(source_data, content_length, body.unread);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
@@ -235,6 +302,9 @@ where
         path,
         http_version: version,
         headers,
+        obs_headers: Vec::new(),
+        arrived_at: Instant::now(),
+        close_connection,
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
@@ -261,9 +331,54 @@ impl Request {
     }
 
     /// Returns a list of all headers sent by the client.
+    ///
+    /// PATCHED: headers whose values hold bytes 0x80-0xFF are not in this
+    /// list; `header_bytes` finds every header.
     #[inline]
     pub fn headers(&self) -> &[Header] {
         &self.headers
+    }
+
+    /// PATCHED: the value of the first header called `name` (case-insensitive),
+    /// as the client sent it, including values with bytes 0x80-0xFF.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        let ascii = self
+            .headers
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_bytes());
+        ascii.or_else(|| {
+            self.obs_headers
+                .iter()
+                .find(|(field, _)| field.as_str().as_str().eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_slice())
+        })
+    }
+
+    /// PATCHED: when the request's head had been read.
+    #[inline]
+    pub fn arrived_at(&self) -> Instant {
+        self.arrived_at
+    }
+
+    /// PATCHED: true when the connection closes after this request's response.
+    #[inline]
+    pub fn closes_connection(&self) -> bool {
+        self.close_connection
+    }
+
+    pub(crate) fn with_head_extras(
+        mut self,
+        obs_headers: Vec<(HeaderField, Vec<u8>)>,
+        arrived_at: Instant,
+    ) -> Self {
+        self.obs_headers = obs_headers;
+        self.arrived_at = arrived_at;
+        self
+    }
+
+    pub(crate) fn close_connection(&mut self) {
+        self.close_connection = true;
     }
 
     /// Returns the HTTP version of the request.
@@ -435,7 +550,8 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            // PATCHED: was unwrap(); the connection may be gone already.
+            sender.send(()).ok();
         }
         res
     }
@@ -448,12 +564,13 @@ impl Request {
 
         let do_not_send_body = self.method == Method::Head;
 
-        Self::ignore_client_closing_errors(response.raw_print(
+        Self::ignore_client_closing_errors(response.print(
             writer.by_ref(),
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             None,
+            self.close_connection,
         ))?;
 
         Self::ignore_client_closing_errors(writer.flush())
@@ -491,7 +608,8 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                // PATCHED: was unwrap(), a panic inside a drop.
+                sender.send(()).ok();
             }
         }
     }

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -50,6 +51,16 @@ impl Stream {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
+        }
+    }
+
+    /// PATCHED (hardening): bounds each blocking read. Not applied under SSL,
+    /// whose stream wrapper does not expose its socket here.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
         }
     }
 }
@@ -120,6 +131,16 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// PATCHED: see `Stream::set_read_timeout`.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
+    /// PATCHED: ends our side of the connection, whichever half this is.
+    pub(crate) fn shutdown_write(&mut self) -> IoResult<()> {
+        self.stream.shutdown(Shutdown::Write)
     }
 }
 

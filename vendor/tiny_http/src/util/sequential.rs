@@ -110,12 +110,38 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// PATCHED: blocks until the previous reader has handed the stream on;
+    /// false when it never will (its side is gone).
+    pub fn wait_turn(&mut self) -> bool {
+        if let SequentialReaderInner::Waiting(ref recv) = self.inner {
+            match recv.recv() {
+                Ok(reader) => self.inner = SequentialReaderInner::MyTurn(reader),
+                Err(_) => self.inner = SequentialReaderInner::Empty,
+            }
+        }
+        matches!(self.inner, SequentialReaderInner::MyTurn(_))
+    }
+
+    /// PATCHED: the underlying reader, once it is this reader's turn.
+    pub fn get_mut(&mut self) -> Option<&mut R> {
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Some(reader),
+            _ => None,
+        }
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
             SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
+            // PATCHED: was unwrap() and unreachable!(); a vanished stream is an I/O error.
+            SequentialReaderInner::Waiting(ref mut recv) => match recv.recv() {
+                Ok(reader) => reader,
+                Err(_) => return Err(std::io::ErrorKind::BrokenPipe.into()),
+            },
+            SequentialReaderInner::Empty => return Err(std::io::ErrorKind::BrokenPipe.into()),
         };
 
         let result = reader.read(buf);
@@ -126,21 +152,28 @@ impl<R: Read + Send> Read for SequentialReader<R> {
 
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        // PATCHED: was unwrap(); a previous writer that vanished has finished too.
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            v.recv().ok();
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().write(buf)
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            v.recv().ok();
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().flush()
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
     }
 }
 
@@ -155,9 +188,11 @@ where
             SequentialReaderInner::MyTurn(reader) => {
                 self.next.send(reader).ok();
             }
+            // PATCHED: was unwrap(), a panic inside a drop.
             SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
+                if let Ok(reader) = recv.recv() {
+                    self.next.send(reader).ok();
+                }
             }
             SequentialReaderInner::Empty => (),
         }

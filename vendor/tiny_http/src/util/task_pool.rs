@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ struct Sharing {
 
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
+
+const CONNECTION_STACK: usize = 256 * 1024;
 
 struct Registration<'a> {
     nb: &'a AtomicUsize,
@@ -58,7 +60,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // More are started on demand if these cannot be.
+            pool.add_thread(None).ok();
         }
 
         pool
@@ -66,25 +69,35 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+    ///
+    /// PATCHED (hardening): returns the error when no thread can be started
+    /// (a pids limit, say); upstream's `thread::spawn` panicked the accept
+    /// thread, and the server then accepted nothing ever again.
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
+        let mut queue = self.sharing.todo.lock().unwrap_or_else(PoisonError::into_inner);
 
         // PATCHED (WebClusterBalancer): a woken thread still counts as waiting
         // until it re-takes this lock, so comparing with 0 let a burst of
         // connections queue tasks that no thread would pick up. Hand a task
         // over only while a waiter is left for it; otherwise start a thread.
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
-            self.add_thread(Some(code));
+            self.add_thread(Some(code))
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+            Ok(())
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> std::io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // PATCHED: a connection's thread keeps its buffers on the heap; a
+        // small stack keeps a thousand of them cheap in address space.
+        let builder = thread::Builder::new()
+            .name("tiny-http-conn".into())
+            .stack_size(CONNECTION_STACK);
+        builder.spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -94,7 +107,7 @@ impl TaskPool {
 
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = sharing.todo.lock().unwrap_or_else(PoisonError::into_inner);
 
                     let task;
                     loop {
@@ -106,13 +119,16 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing
+                                    .condvar
+                                    .wait(todo)
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -127,7 +143,8 @@ impl TaskPool {
 
                 task();
             }
-        });
+        })?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,326 @@
+//! One test per hardening patch (../../README.md lists them): a real server on
+//! a loopback port, a raw client that sends exactly the bytes under test.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Limits, Response, Server};
+
+/// A server with short timeouts and an echo worker: the body names the
+/// method, the path and the bytes of the Cookie header.
+struct Echo {
+    server: Arc<Server>,
+    addr: SocketAddr,
+}
+
+impl Echo {
+    fn start(limits: Limits, workers: usize) -> Echo {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Arc::new(Server::from_listener_with_limits(listener, None, limits).unwrap());
+        for _ in 0..workers {
+            let server = Arc::clone(&server);
+            thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    let cookie = request
+                        .header_bytes("cookie")
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    let body = format!("{} {} {}", request.method(), request.url(), cookie);
+                    let _ = request.respond(Response::from_string(body));
+                }
+            });
+        }
+        Echo { server, addr }
+    }
+
+    fn with_defaults() -> Echo {
+        Echo::start(short_limits(), 2)
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    /// Sends `bytes` on a new connection; returns everything until the server closes.
+    fn exchange(&self, bytes: &[u8]) -> String {
+        let mut stream = self.connect();
+        stream.write_all(bytes).unwrap();
+        read_to_close(&mut stream)
+    }
+
+    /// The server still answers a plain request at once.
+    fn assert_serving(&self) {
+        let started = Instant::now();
+        let reply = self.exchange(b"GET /alive HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered promptly"
+        );
+    }
+}
+
+fn short_limits() -> Limits {
+    Limits {
+        header_timeout: Duration::from_millis(600),
+        idle_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(2),
+        max_head_bytes: 4096,
+        max_connections: 64,
+    }
+}
+
+fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads one response head and its body (by Content-Length) from a kept-alive connection.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0];
+    while !out.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed early"
+        );
+        out.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&out).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[test]
+fn a_utf8_cookie_is_served_and_its_bytes_reach_the_handler() {
+    let echo = Echo::with_defaults();
+    let reply = echo.exchange(
+        b"GET / HTTP/1.1\r\nCookie: theme=caf\xc3\xa9; internal_ip=10.0.0.2\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.ends_with("GET / theme=café; internal_ip=10.0.0.2"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn obs_text_in_a_header_the_handler_ignores_is_served() {
+    let echo = Echo::with_defaults();
+    let reply =
+        echo.exchange(b"GET / HTTP/1.1\r\nUser-Agent: \xff\xfe\x80\r\nConnection: close\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[test]
+fn a_path_with_raw_high_bytes_is_400_with_connection_close() {
+    let echo = Echo::with_defaults();
+    for request in [
+        &b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n"[..],
+        b"GET /\xff HTTP/1.1\r\n\r\n",
+    ] {
+        let reply = echo.exchange(request);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+        assert!(reply.contains("Connection: close\r\n"), "{reply}");
+    }
+    echo.assert_serving();
+}
+
+#[test]
+fn control_characters_in_a_header_value_are_400() {
+    let echo = Echo::with_defaults();
+    for request in [
+        &b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+    ] {
+        let reply = echo.exchange(request);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    }
+}
+
+#[test]
+fn an_oversized_head_is_431_and_an_endless_line_is_cut_off() {
+    let echo = Echo::with_defaults();
+    let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 8 * 1024));
+    big.extend_from_slice(b"\r\n\r\n");
+    let reply = echo.exchange(&big);
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(reply.contains("Connection: close\r\n"), "{reply}");
+
+    // A line that never ends: the server answers once the cap is passed,
+    // without waiting for the rest.
+    let mut stream = echo.connect();
+    stream.write_all(b"GET / HTTP/1.1\r\nX-Endless: ").unwrap();
+    let chunk = [b'a'; 1024];
+    let mut answered = String::new();
+    for _ in 0..64 {
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    stream.shutdown(Shutdown::Write).ok();
+    answered.push_str(&read_to_close(&mut stream));
+    assert!(answered.starts_with("HTTP/1.1 431"), "{answered}");
+    echo.assert_serving();
+}
+
+#[test]
+fn an_unsupported_transfer_encoding_is_501() {
+    let echo = Echo::with_defaults();
+    let reply = echo.exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 501"), "{reply}");
+    assert!(reply.contains("Connection: close\r\n"), "{reply}");
+}
+
+#[test]
+fn a_malformed_or_conflicting_content_length_is_400() {
+    let echo = Echo::with_defaults();
+    for request in [
+        &b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"[..],
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    ] {
+        let reply = echo.exchange(request);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    }
+}
+
+#[test]
+fn content_length_bombs_are_answered_and_cost_only_their_connection() {
+    let echo = Echo::start(short_limits(), 1);
+    for length in ["1152921504606846976", "18446744073709551615"] {
+        let request = format!("GET / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n");
+        let reply = echo.exchange(request.as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 200"), "{length}: {reply}");
+        assert!(reply.contains("Connection: close\r\n"), "{length}: {reply}");
+        // With one worker, a lost or blocked worker would show here.
+        echo.assert_serving();
+    }
+}
+
+#[test]
+fn a_body_that_never_comes_blocks_no_worker() {
+    let echo = Echo::start(short_limits(), 1);
+    // Over the eager-read size, so the request reaches the worker at once.
+    let mut held = echo.connect();
+    held.write_all(b"GET / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n")
+        .unwrap();
+    let reply = read_response(&mut held);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    echo.assert_serving();
+    // The connection's own thread gives up draining after the header timeout.
+    let rest = read_to_close(&mut held);
+    assert!(rest.is_empty(), "closed without another answer: {rest}");
+}
+
+#[test]
+fn a_small_unread_body_is_drained_and_the_connection_kept() {
+    let echo = Echo::with_defaults();
+    let mut stream = echo.connect();
+    let body = vec![b'x'; 3000];
+    stream
+        .write_all(b"POST /first HTTP/1.1\r\nContent-Length: 3000\r\n\r\n")
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    stream.write_all(b"GET /second HTTP/1.1\r\n\r\n").unwrap();
+    let first = read_response(&mut stream);
+    let second = read_response(&mut stream);
+    assert!(first.ends_with("POST /first "), "{first}");
+    assert!(second.ends_with("GET /second "), "{second}");
+}
+
+#[test]
+fn a_slow_head_is_408_and_a_silent_connection_is_closed() {
+    let echo = Echo::with_defaults();
+    let started = Instant::now();
+    let mut slow = echo.connect();
+    slow.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").unwrap();
+    // Dribbling does not extend the deadline.
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(250));
+        let _ = slow.write_all(b"a");
+    }
+    let reply = read_to_close(&mut slow);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within the deadline"
+    );
+
+    let mut silent = echo.connect();
+    assert_eq!(read_to_close(&mut silent), "", "no request, no answer");
+}
+
+#[test]
+fn connections_beyond_the_cap_get_503_at_once() {
+    let echo = Echo::start(
+        Limits {
+            max_connections: 2,
+            ..short_limits()
+        },
+        1,
+    );
+    let held: Vec<TcpStream> = (0..2).map(|_| echo.connect()).collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while echo.server.num_connections() < 2 {
+        assert!(Instant::now() < deadline, "the two connections are counted");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let reply = echo.exchange(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("Retry-After: 1\r\n"), "{reply}");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while echo.server.num_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections are uncounted"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    echo.assert_serving();
+}
+
+#[test]
+fn a_pipelined_request_is_read_only_after_the_previous_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::from_listener_with_limits(listener, None, short_limits()).unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .write_all(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let first = server.recv().unwrap();
+    assert_eq!(first.url(), "/1");
+    let early = server.recv_timeout(Duration::from_millis(300)).unwrap();
+    assert!(
+        early.is_none(),
+        "the second was queued before the first was answered"
+    );
+    first.respond(Response::empty(204)).unwrap();
+    let second = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(second.map(|r| r.url().to_owned()).as_deref(), Some("/2"));
+}
+
+#[test]
+fn connection_close_from_the_client_is_answered_with_connection_close() {
+    let echo = Echo::with_defaults();
+    let reply = echo.exchange(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(reply.contains("Connection: close\r\n"), "{reply}");
+}
