@@ -20,7 +20,8 @@
 #   from images or host binaries no root filesystem is built, and the stack
 #   lives in $WEBCLUSTER_CACHE/stacks/STACK_NAME. Settings are recorded in the
 #   stack's stack.env and reused by later commands. Other exported variables
-#   (LOG_LEVEL, WORKERS, ...) reach the app instances.
+#   (LOG_LEVEL, WORKERS, ...) reach the app instances; TRUSTED_PROXIES defaults
+#   to nginx's own address, APP_NET.1, which it connects from (proxy_bind).
 set -Eeuo pipefail
 ME=local-stack
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -35,6 +36,7 @@ APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
 SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN MYSQL_IMAGE NGINX_IMAGE)
 APP_START_SECONDS=30
+APP_NOFILE=65536
 NGINX_START_SECONDS=10
 # The app drains for up to SHUTDOWN_TIMEOUT_MS after SIGTERM.
 APP_STOP_SECONDS=$((${SHUTDOWN_TIMEOUT_MS:-10000} / 1000 + 5))
@@ -185,12 +187,24 @@ stack_app_start() {
   port_in_use "$APP_PORT" "$ip" && die "cannot start app-$i: $ip:$APP_PORT is already in use"
   log "starting app-$i on $ip:$APP_PORT (log: $log)"
   # The caller's exported settings pass through; these win. DB_PASSWORD would
-  # clash with DB_PASSWORD_FILE.
-  env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
-    DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
-    DB_PASSWORD_FILE="$STACK_DIR/app-db-password" LOG_DIR="$LOG_DIR/app" \
-    setsid "$bin" </dev/null >>"$log" 2>&1 &
+  # clash with DB_PASSWORD_FILE. Only nginx's address is a trusted proxy,
+  # unless the caller says otherwise. Each connection holds two descriptors,
+  # for up to MAX_CONNECTIONS of them: a limit of 1024 would run out first.
+  (
+    ulimit -n "$APP_NOFILE" 2>/dev/null || warn "cannot raise the open-file limit to $APP_NOFILE"
+    exec env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
+      TRUSTED_PROXIES="${TRUSTED_PROXIES:-$(stack_nginx_ip)}" \
+      DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
+      DB_PASSWORD_FILE="$STACK_DIR/app-db-password" LOG_DIR="$LOG_DIR/app" \
+      setsid "$bin" </dev/null >>"$log" 2>&1
+  ) &
   printf '%s\n' "$!" >"$pidfile"
+}
+
+# usage: stack_nginx_ip   (the address nginx connects to the instances from:
+# APP_NET.1, just below instance 1)
+stack_nginx_ip() {
+  printf '%s.1\n' "$APP_NET"
 }
 
 # usage: stack_app_wait I   (until /healthz answers 200, or the instance died)
@@ -272,6 +286,8 @@ stack_nginx_render() {
   _stack_replace "$conf.tmp" 'resolver 127.0.0.11' "resolver 127.0.0.1:$DNS_PORT"
   _stack_replace "$conf.tmp" 'server app:8000 resolve' "server app:$APP_PORT resolve"
   _stack_replace "$conf.tmp" 'access_log /var/log/nginx/access.log' "access_log $access_log"
+  # nginx's own source address: the instances' one trusted proxy.
+  _stack_replace "$conf.tmp" 'proxy_http_version 1.1;' "proxy_http_version 1.1; proxy_bind $(stack_nginx_ip);"
   mv "$conf.tmp" "$conf"
 }
 

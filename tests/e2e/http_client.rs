@@ -157,6 +157,8 @@ pub struct LoadReport {
     pub errors: Vec<String>,
     /// 200 responses per instance (the body is the instance's internal IP).
     pub per_instance: HashMap<String, u64>,
+    /// 503 responses that did not say when to retry.
+    pub without_retry_after: u64,
 }
 
 impl LoadReport {
@@ -174,9 +176,14 @@ pub struct Load {
 
 impl Load {
     pub fn start(addr: SocketAddr, connections: usize, total: u64) -> Load {
+        Load::paced(addr, connections, total, Duration::ZERO)
+    }
+
+    /// The same, spread evenly over `over` instead of as fast as possible.
+    pub fn paced(addr: SocketAddr, connections: usize, total: u64, over: Duration) -> Load {
         let progress = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&progress);
-        let handle = thread::spawn(move || run_load(addr, connections, total, &counter));
+        let handle = thread::spawn(move || run_load(addr, connections, total, over, &counter));
         Load { progress, handle }
     }
 
@@ -201,19 +208,25 @@ fn run_load(
     addr: SocketAddr,
     connections: usize,
     total: u64,
+    over: Duration,
     progress: &Arc<AtomicU64>,
 ) -> LoadReport {
     let handles: Vec<_> = (0..connections as u64)
         .map(|c| {
             let share = total / connections as u64 + u64::from(c < total % connections as u64);
+            let pause = over / u32::try_from(share.max(1)).unwrap_or(u32::MAX);
             let progress = Arc::clone(progress);
             thread::spawn(move || {
                 let mut report = LoadReport::default();
                 let mut client = Client::new(addr);
                 for _ in 0..share {
+                    thread::sleep(pause);
                     match client.get("/") {
                         Ok(response) => {
                             *report.statuses.entry(response.status).or_default() += 1;
+                            if response.status == 503 && response.header("Retry-After").is_none() {
+                                report.without_retry_after += 1;
+                            }
                             if response.status == 200 {
                                 *report
                                     .per_instance
@@ -242,6 +255,7 @@ fn run_load(
             *merged.per_instance.entry(ip).or_default() += n;
         }
         merged.errors.extend(part.errors);
+        merged.without_retry_after += part.without_retry_after;
     }
     merged
 }

@@ -5,9 +5,11 @@
 
 mod connections;
 mod counting;
+mod hostile;
 mod http_client;
 mod outages;
 mod privileges;
+mod raw;
 mod reapply;
 mod shutdown;
 mod startup;

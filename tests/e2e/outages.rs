@@ -1,6 +1,9 @@
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http_client::Client;
+use mysql::prelude::Queryable;
+
+use crate::http_client::{Client, Load};
 use crate::support::{Stack, wait_for};
 
 #[test]
@@ -85,4 +88,108 @@ fn a_stalled_mysql_gives_503s_within_the_read_timeout_and_service_resumes() {
     wait_for(Duration::from_secs(30), "the app to serve again", || {
         Client::new(addr).get("/").is_ok_and(|r| r.status == 200)
     });
+}
+
+/// A database stall longer than nginx's proxy_read_timeout (30 s), under
+/// more clients than the workers can serve in that time: clients get the
+/// app's 503 with Retry-After, never nginx's 502 or 504, and nginx tries no
+/// request on more than two replicas.
+#[test]
+fn a_stall_longer_than_nginx_waits_gives_the_apps_503_and_at_most_two_attempts() {
+    let mut stack = Stack::up("long-stall", 3);
+    let before = stack.counter_and_rows();
+    // 200 clients over 3 × 8 workers: each stalled call holds a worker for a
+    // read timeout, so without shedding the queues would outlast nginx.
+    let load = Load::paced(stack.http_addr(), 200, 3_000, Duration::from_secs(45));
+    load.wait_for_progress(300);
+
+    stack.signal("mysqld", "STOP");
+    // The stall is the experiment, not a wait for a condition.
+    thread::sleep(Duration::from_secs(35));
+    stack.signal("mysqld", "CONT");
+    let report = load.join();
+    let after = stack.counter_and_rows();
+
+    assert!(
+        report.errors.is_empty(),
+        "client errors: {:?}",
+        &report.errors[..report.errors.len().min(5)]
+    );
+    let unavailable = report.statuses.get(&503).copied().unwrap_or(0);
+    assert_eq!(
+        report.ok() + unavailable,
+        3_000,
+        "only 200 and 503: {:?}",
+        report.statuses
+    );
+    assert!(unavailable > 0, "the stall was felt: {:?}", report.statuses);
+    assert_eq!(
+        report.without_retry_after, 0,
+        "every 503 says when to retry"
+    );
+
+    let log = stack.nginx_access_log();
+    for line in log.lines() {
+        let upstreams = line
+            .split(" upstream=")
+            .nth(1)
+            .and_then(|rest| rest.split(" us=").next())
+            .unwrap_or_default();
+        let attempts = upstreams
+            .split([',', ':'])
+            .filter(|part| part.trim().contains('.'))
+            .count();
+        assert!(attempts <= 2, "tried on {attempts} replicas: {line}");
+        assert!(
+            !line.contains("\" 502 ") && !line.contains("\" 504 "),
+            "{line}"
+        );
+    }
+
+    assert_eq!(after.counter, after.rows, "counter == rows");
+    let new_rows = after.rows - before.rows;
+    // A 503 after a CALL was sent into the stall may still commit (outcome
+    // unknown); a 200 always has its row.
+    assert!(
+        report.ok() <= new_rows && new_rows <= report.ok() + unavailable,
+        "200s {} <= new rows {new_rows} <= 200s + 503s {}",
+        report.ok(),
+        report.ok() + unavailable
+    );
+}
+
+/// A lock wait ends on the server (and the transaction rolls back) before
+/// the app's read timeout, so the 503 it answers means "not counted".
+#[test]
+fn a_lock_wait_is_rolled_back_before_the_app_gives_up_so_its_503_counted_nothing() {
+    let stack = Stack::up("lock-wait", 1);
+    let mut client = Client::new(stack.http_addr());
+    assert_eq!(client.get("/").expect("request").status, 200);
+    let before = stack.counter_and_rows();
+
+    let mut root = stack.root_db_conn();
+    root.query_drop("START TRANSACTION").expect("begin");
+    root.query_drop("SELECT hits FROM hit_counter FOR UPDATE")
+        .expect("lock every counter row");
+    let started = Instant::now();
+    let response = client.get("/").expect("the app answers");
+    let waited = started.elapsed();
+    root.query_drop("ROLLBACK").expect("release the locks");
+
+    assert_eq!(response.status, 503, "answered while the rows were locked");
+    assert!(
+        waited < Duration::from_secs(15),
+        "within nginx's patience: {waited:?}"
+    );
+    let log = stack.instance_log(1);
+    assert!(
+        log.contains("database error 1205"),
+        "a lock-wait timeout:\n{log}"
+    );
+    assert!(
+        !log.contains("outcome unknown"),
+        "never an unknown outcome:\n{log}"
+    );
+    assert_eq!(stack.counter_and_rows(), before, "the 503 counted nothing");
+    assert_eq!(client.get("/").expect("request").status, 200);
 }

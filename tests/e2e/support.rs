@@ -136,6 +136,22 @@ impl Stack {
         pids
     }
 
+    /// Instance `i`'s own address, for requests that bypass nginx.
+    pub fn instance_addr(&self, i: usize) -> SocketAddr {
+        format!("{}:{APP_PORT}", self.instance_ip(i))
+            .parse()
+            .expect("an instance address")
+    }
+
+    pub fn instance_pid(&self, i: usize) -> u32 {
+        self.pid(&format!("app-{i}"))
+    }
+
+    /// nginx's access log so far: one line per request, with the replicas tried.
+    pub fn nginx_access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/nginx-access.log")).unwrap_or_default()
+    }
+
     /// What instance `i` wrote to stdout and stderr.
     pub fn instance_log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("log/app-{i}.log"))).unwrap_or_default()
@@ -148,6 +164,11 @@ impl Stack {
             .expect("read the totals as root")
             .expect("one row");
         Totals { counter, rows }
+    }
+
+    /// A root connection, for what a test does to the database behind the app's back.
+    pub fn root_db_conn(&self) -> Conn {
+        self.db_conn("root", "")
     }
 
     /// A connection with the app's own least-privilege account.
@@ -322,7 +343,7 @@ fn proc_stat(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     // A zombie has exited; its parent just has not reaped it yet.
     proc_stat(pid).is_some_and(|fields| fields.first().is_some_and(|state| state != "Z"))
 }
@@ -336,4 +357,26 @@ fn children_of(parent: u32) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| proc_stat(*pid).is_some_and(|fields| fields.get(1) == Some(&parent)))
         .collect()
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .expect("VmRSS")
+}
+
+/// How many of a process's threads are request workers (named `worker-N`).
+pub fn worker_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("worker-"))
+        .count()
 }
