@@ -196,7 +196,10 @@ def ci_runs_the_tests(wfs):
     runs = {job_id: " ".join(str(s.get("run", "")) for s in job.get("steps") or []) for job_id, job in ci.jobs.items()}
     wanted = {
         "lint": ["scripts/lint.sh install-tools", "scripts/lint.sh", "tests/workflows.py"],
-        "unit": ["cargo test --release --locked --lib --bins"],
+        "unit": [
+            "cargo test --release --locked --lib --bins",
+            "cargo test --release --locked --manifest-path vendor/tiny_http/Cargo.toml",
+        ],
         "e2e": ["cargo test --release --locked --test e2e"],
         "compose": ["tests/compose.sh"],
     }
