@@ -63,8 +63,9 @@ purge_e2e_stacks() {
 # The e2e stacks' servers from the stand-in images, as CI's e2e job runs them
 # from the official ones.
 IMAGE_SERVERS=(MYSQL_IMAGE=webcluster-standin/mysql:local NGINX_IMAGE=webcluster-standin/nginx:local)
-# The tests that signal, stop and restart the servers, and count under load.
-IMAGE_E2E_TESTS=(outages stickiness::scaling_up privileges counting)
+# The tests that signal, stop and restart the servers, and count under load
+# (the long stall and the hostile-input tests run once, on the root filesystem).
+IMAGE_E2E_TESTS=(outages::stopping_mysql outages::a_stalled_mysql stickiness::scaling_up privileges counting)
 
 # Building the Docker stand-ins is mostly disk work (debootstrap tree, docker
 # import): it runs in the background while the CPU-bound tests run.
