@@ -125,6 +125,15 @@ rootfs_path() {
   fi
 }
 
+# usage: raise_open_file_limit WANT NEED   (soft limit to WANT, or to the
+# hard limit when that is lower; fails when that leaves less than NEED)
+raise_open_file_limit() {
+  local want=$1 hard
+  hard=$(ulimit -Hn)
+  [[ $hard == unlimited ]] || ((hard >= want)) || want=$hard
+  ulimit -n "$want" 2>/dev/null && ((want >= $2))
+}
+
 # usage: require_root "why"
 require_root() {
   ((EUID == 0)) || die "must run as root: $1"

@@ -191,7 +191,8 @@ stack_app_start() {
   # unless the caller says otherwise. Each connection holds two descriptors,
   # for up to MAX_CONNECTIONS of them: a limit of 1024 would run out first.
   (
-    ulimit -n "$APP_NOFILE" 2>/dev/null || warn "cannot raise the open-file limit to $APP_NOFILE"
+    raise_open_file_limit "$APP_NOFILE" 4096 ||
+      warn "app-$i may run out of file descriptors below MAX_CONNECTIONS: ulimit -n is $(ulimit -n)"
     exec env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
       TRUSTED_PROXIES="${TRUSTED_PROXIES:-$(stack_nginx_ip)}" \
       DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \

@@ -92,7 +92,7 @@ on_exit() {
 main() {
   require_root "it installs packages and runs MySQL and nginx in a chroot"
   # The hostile-input tests hold 2,000 connections open at once.
-  ulimit -n 65536 || die "cannot raise the open-file limit to 65536"
+  raise_open_file_limit 65536 8192 || die "the open-file limit must allow 8192 (ulimit -Hn: $(ulimit -Hn))"
   install_packages
   ensure_docker
   bash scripts/rootfs.sh >/dev/null
