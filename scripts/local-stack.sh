@@ -36,6 +36,8 @@ APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
 SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN MYSQL_IMAGE NGINX_IMAGE)
 APP_START_SECONDS=30
+# nginx re-resolves the app name every second (resolver valid=1s).
+DNS_SETTLE_SECONDS=1.5
 APP_NOFILE=65536
 NGINX_START_SECONDS=10
 # The app drains for up to SHUTDOWN_TIMEOUT_MS after SIGTERM.
@@ -342,9 +344,13 @@ stack_apps_converge() {
     stack_app_wait "$i"
   done
   mapfile -t extra < <(stack_app_numbers | awk -v n="$n" '$1 > n')
-  # New instances are added to DNS once healthy, old ones removed before they stop.
+  # New instances are added to DNS once healthy; old ones are removed from it,
+  # and nginx given time to re-resolve (valid=1s), before they stop.
   stack_dns_update "$n"
-  ((${#extra[@]} == 0)) || stack_apps_stop "${extra[@]}"
+  if ((${#extra[@]} > 0)); then
+    sleep "$DNS_SETTLE_SECONDS"
+    stack_apps_stop "${extra[@]}"
+  fi
   stack_write_env "$n"
 }
 
