@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark: the full path (nginx -> app -> CALL record_hit, durable commit)
-# side by side with its two baselines, on a local stack of its own:
-#   - /healthz through the same nginx and app: everything but the database;
-#   - record_hit called straight from mysqlslap: the database's own ceiling.
-# Prints requests/s, latency and the ratios, then checks counter == rows.
+# Benchmark: GET / (nginx -> app -> group commit -> MySQL, durable commits)
+# side by side with its baselines, on one local stack of its own:
+#   - GET / with HIT_BATCH_MAX=1: one commit per hit, as before group commit;
+#   - GET /healthz through the same nginx and app: everything but the database;
+#   - record_hits with one hit, called straight from mysqlslap at the same
+#     concurrency: the database's own one-call-per-hit ceiling.
+# At BENCH_CONNECTIONS (32 and 64), then at one connection for low-load
+# latency. Prints requests/s, p50, p99, the mean batch the app committed and
+# the ratios; stops with an error on any non-2xx answer or counter != rows.
 # usage: scripts/bench.sh   (as root)
-# env:   BENCH_SECONDS (10)  BENCH_CONNECTIONS (32)  BENCH_INSTANCES (3)
+# env:   BENCH_SECONDS (10)  BENCH_CONNECTIONS ("32 64")  BENCH_INSTANCES (3)
 set -Eeuo pipefail
 ME=bench
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -13,16 +17,20 @@ HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 source "$HERE/lib.sh"
 
 SECONDS_EACH=${BENCH_SECONDS:-10}
-CONNECTIONS=${BENCH_CONNECTIONS:-32}
+read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-32 64}"
 INSTANCES=${BENCH_INSTANCES:-3}
 # A stack of its own, away from the default stack's and the tests' addresses.
 export STACK_NAME=bench HTTP_PORT=18090 MYSQL_PORT=13308 DNS_PORT=15354 APP_NET=127.0.3
 URL=http://127.0.0.1:$HTTP_PORT
+ROW='%-6s %-34s %9s %9s %9s %8s %7s\n'
 
 bench_check_args() {
-  local name
-  for name in SECONDS_EACH CONNECTIONS INSTANCES; do
+  local name value
+  for name in SECONDS_EACH INSTANCES; do
     [[ ${!name} =~ ^[1-9][0-9]{0,3}$ ]] || die "$name must be a whole number from 1 to 9999, got: ${!name}"
+  done
+  for value in "${CONNECTIONS[@]}"; do
+    [[ $value =~ ^[1-9][0-9]{0,3}$ ]] || die "BENCH_CONNECTIONS must list whole numbers, got: $value"
   done
 }
 
@@ -32,32 +40,126 @@ bench_install() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 }
 
-# usage: bench_wrk PATH   (prints "requests/s p50 p99 non-2xx")
-bench_wrk() {
+# usage: bench_stack [VAR=VALUE...]   (a fresh start of every server, the data
+# kept, the app instances with these settings)
+bench_stack() {
   local out
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency "$URL$1")
-  awk '/Requests\/sec/ { rps = $2 }
-       $1 == "50%" { p50 = $2 }
-       $1 == "99%" { p99 = $2 }
-       /Non-2xx/ { bad = $NF }
-       END { printf "%s %s %s %s\n", rps, p50, p99, bad + 0 }' <<<"$out"
+  "$HERE/local-stack.sh" down >/dev/null 2>&1
+  out=$(env "$@" "$HERE/local-stack.sh" up "$INSTANCES" 2>&1) || die "the stack did not start: $out"
 }
 
-# usage: bench_mysqlslap   (prints calls/s of record_hit at the same concurrency)
+# usage: bench_stop_apps   (SIGTERM to the instances, which log their commit
+# counts as they exit; the other servers keep running)
+bench_stop_apps() {
+  local dir file pids=()
+  dir=$("$HERE/local-stack.sh" dir)
+  for file in "$dir"/run/app-*.pid; do
+    pids+=("$(<"$file")")
+  done
+  kill -TERM "${pids[@]}"
+  wait_until 30 "the instances to exit" _bench_gone "${pids[@]}" || die "an instance did not exit"
+}
+
+_bench_gone() {
+  local pid
+  for pid in "$@"; do
+    ! kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
+
+# usage: bench_wrk CONNECTIONS PATH   (prints "req/s p50_ms p99_ms non-2xx")
+bench_wrk() {
+  local out threads=$(($1 < 2 ? 1 : 2))
+  out=$(wrk -t"$threads" -c"$1" -d"${SECONDS_EACH}s" --latency "$URL$2")
+  awk 'function ms(v) {
+         if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0
+         if (v ~ /s$/) return v * 1000; return v }
+       /Requests\/sec/ { rps = $2 }
+       $1 == "50%" { p50 = ms($2) }
+       $1 == "99%" { p99 = ms($2) }
+       /Non-2xx/ { bad = $NF }
+       END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad + 0 }' <<<"$out"
+}
+
+# usage: bench_mean_batch   (after the instances stopped: hits / batches over
+# the last run of each, from the line each logs at exit)
+bench_mean_batch() {
+  local dir file line h b hits=0 batches=0
+  dir=$("$HERE/local-stack.sh" dir)
+  for file in "$dir"/log/app-*.log; do
+    line=$(grep 'committed .* hits in .* batches' "$file" | tail -n1) || continue
+    read -r h b <<<"$(sed -E 's/.*committed ([0-9]+) hits in ([0-9]+) batches.*/\1 \2/' <<<"$line")"
+    hits=$((hits + h))
+    batches=$((batches + b))
+  done
+  awk -v h="$hits" -v b="$batches" 'BEGIN { printf "%.1f\n", (b ? h / b : 0) }'
+}
+
+# usage: bench_hits CONNECTIONS [VAR=VALUE...]   (GET / on a fresh start with
+# these settings; prints "req/s p50 p99 non-2xx mean-batch")
+bench_hits() {
+  local connections=$1 result
+  shift
+  bench_stack "$@"
+  wrk -t1 -c"$connections" -d2s "$URL/" >/dev/null
+  result=$(bench_wrk "$connections" /)
+  bench_stop_apps
+  bench_check_counts
+  printf '%s %s\n' "$result" "$(bench_mean_batch)"
+}
+
+# usage: bench_mysqlslap CONNECTIONS   (calls/s of record_hits with one hit)
 bench_mysqlslap() {
-  local calls out seconds
-  calls=$((CONNECTIONS * 200))
+  local calls=$(($1 * 200)) out seconds
   out=$(chroot "$(bash "$HERE/rootfs.sh")" mysqlslap -h127.0.0.1 -P"$MYSQL_PORT" -uroot \
-    --create-schema=webcluster --concurrency="$CONNECTIONS" --iterations=1 \
-    --number-of-queries="$calls" \
-    --query="CALL record_hit(REPLACE(UUID(), '-', ''), '192.0.2.1', '192.0.2.2', FLOOR(RAND() * 64))" 2>&1)
+    --create-schema=webcluster --concurrency="$1" --iterations=1 --number-of-queries="$calls" \
+    --query="CALL record_hits(JSON_ARRAY(JSON_OBJECT('request_id', REPLACE(UUID(), '-', ''), 'client_ip', '192.0.2.1', 'internal_ip', '192.0.2.2')))" 2>&1)
   seconds=$(awk '/Average number of seconds/ { print $(NF - 1) }' <<<"$out")
   [[ -n $seconds ]] || die "mysqlslap failed: $out"
   awk -v n="$calls" -v s="$seconds" 'BEGIN { printf "%.0f\n", n / s }'
 }
 
-bench_totals() {
-  "$HERE/local-stack.sh" mysql -N -e 'SELECT (SELECT hits FROM hit_total), (SELECT COUNT(*) FROM access_log)'
+# usage: bench_check_counts   (counter == rows, or the benchmark failed)
+bench_check_counts() {
+  local out totals
+  out=$("$HERE/local-stack.sh" mysql -N -e \
+    'SELECT (SELECT hits FROM hit_total), (SELECT COUNT(*) FROM access_log)') ||
+    die "cannot read the counter and the rows: $out"
+  read -r -a totals <<<"$out"
+  ((${#totals[@]} == 2 && totals[0] == totals[1])) || die "counter and access_log rows differ: $out"
+}
+
+# usage: bench_row CONNECTIONS NAME REQ P50 P99 BAD [BATCH]   (a table row;
+# any non-2xx answer fails the benchmark)
+bench_row() {
+  # shellcheck disable=SC2059  # ROW is the table's format
+  printf "$ROW" "$1" "$2" "$3" "$4" "$5" "$6" "${7:--}"
+  [[ $6 == - ]] || (($6 == 0)) || die "$2 at $1 connections: $6 non-2xx answers"
+}
+
+# usage: bench_ratio NAME A B   (A / B to two places)
+bench_ratio() {
+  awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "  %-44s %6.2f\n", n, a / b }'
+}
+
+# usage: bench_at CONNECTIONS   (the four runs at one concurrency, and their ratios)
+bench_at() {
+  local c=$1 batched single health ceiling
+  batched=$(bench_hits "$c")
+  single=$(bench_hits "$c" HIT_BATCH_MAX=1)
+  read -r -a batched <<<"$batched"
+  read -r -a single <<<"$single"
+  bench_stack
+  read -r -a health <<<"$(bench_wrk "$c" /healthz)"
+  ceiling=$(bench_mysqlslap "$c")
+  bench_check_counts
+  bench_row "$c" "GET / (group commit)" "${batched[@]}"
+  bench_row "$c" "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
+  bench_row "$c" "GET /healthz (nginx -> app)" "${health[@]}"
+  bench_row "$c" "record_hits, 1 hit, via mysqlslap" "$ceiling" - - -
+  bench_ratio "group commit : HIT_BATCH_MAX=1" "${batched[0]}" "${single[0]}"
+  bench_ratio "group commit : database ceiling" "${batched[0]}" "$ceiling"
+  bench_ratio "group commit : /healthz" "${batched[0]}" "${health[0]}"
 }
 
 bench_cleanup() {
@@ -65,29 +167,26 @@ bench_cleanup() {
 }
 
 main() {
-  local hit health ceiling totals
+  local c batched single
   require_root "the local stack runs MySQL and nginx in a chroot"
   bench_check_args
   bench_install
   trap bench_cleanup EXIT
   "$HERE/local-stack.sh" purge >/dev/null 2>&1 || true
-  "$HERE/local-stack.sh" up "$INSTANCES" >/dev/null
-  log "warming up, then ${SECONDS_EACH}s per run at $CONNECTIONS connections over $INSTANCES instances"
-  wrk -t2 -c"$CONNECTIONS" -d2s "$URL/" >/dev/null
-  read -r -a hit <<<"$(bench_wrk /)"
-  read -r -a health <<<"$(bench_wrk /healthz)"
-  ceiling=$(bench_mysqlslap)
-  totals=$(bench_totals)
-  printf '\n%-44s %10s %9s %9s %8s\n' run 'req/s' p50 p99 'non-2xx'
-  printf '%-44s %10s %9s %9s %8s\n' "GET / (nginx -> app -> MySQL)" "${hit[@]}"
-  printf '%-44s %10s %9s %9s %8s\n' "baseline: GET /healthz (nginx -> app)" "${health[@]}"
-  printf '%-44s %10s %9s %9s %8s\n' "baseline: CALL record_hit via mysqlslap" "$ceiling" - - -
-  awk -v h="${hit[0]}" -v b="${health[0]}" -v c="$ceiling" 'BEGIN {
-    printf "\nratio GET / : GET /healthz       = %.2f\n", h / b
-    printf "ratio GET / : database ceiling    = %.2f\n", h / c }'
-  read -r -a totals <<<"$totals"
-  ((totals[0] == totals[1])) || die "counter ${totals[0]} != access_log rows ${totals[1]}"
-  printf 'counter == access_log rows         = %s\n' "${totals[0]}"
+  log "${SECONDS_EACH}s per run over $INSTANCES instances; each GET / run on freshly started instances"
+  # shellcheck disable=SC2059
+  printf "\n$ROW" conns run 'req/s' 'p50 ms' 'p99 ms' 'non-2xx' batch
+  for c in "${CONNECTIONS[@]}"; do
+    bench_at "$c"
+  done
+  batched=$(bench_hits 1)
+  single=$(bench_hits 1 HIT_BATCH_MAX=1)
+  read -r -a batched <<<"$batched"
+  read -r -a single <<<"$single"
+  bench_row 1 "GET / (group commit)" "${batched[@]}"
+  bench_row 1 "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
+  bench_ratio "p50 group commit : p50 HIT_BATCH_MAX=1" "${batched[1]}" "${single[1]}"
+  printf 'counter == access_log rows after every run\n'
 }
 
 main "$@"

@@ -7,14 +7,22 @@ use std::time::Duration;
 
 use crate::client_ip::TrustedProxies;
 
+const DEFAULT_WORKERS: usize = 32;
+const DEFAULT_COMMITTERS: usize = 2;
+
 /// Everything the app can be configured with. Each field is one variable in the README's table.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `LISTEN_ADDR`: where tiny_http listens.
     pub listen_addr: SocketAddr,
-    /// `WORKERS`: request-handling threads. The default, 8, measured best on
-    /// 2 cores with 3 instances (scripts/bench.sh); 16 queued more on MySQL.
+    /// `WORKERS`: request-handling threads. A batch holds only the hits that
+    /// wait, and at most WORKERS wait per instance, so there must be more of
+    /// them than nginx opens connections to an instance (scripts/bench.sh).
     pub workers: usize,
+    /// `HIT_BATCH_MAX`: the most hits one commit records; 1 commits each alone.
+    pub hit_batch_max: usize,
+    /// `HIT_COMMITTERS`: batches in flight at once, each on its own connection.
+    pub hit_committers: usize,
     pub db: DbSettings,
     /// `LOG_DIR`: one log file per instance is written here.
     pub log_dir: PathBuf,
@@ -103,17 +111,20 @@ impl Config {
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = Env(&lookup);
-        let workers = env.number("WORKERS", 8, 1, 1024)?;
+        let workers = env.number("WORKERS", DEFAULT_WORKERS, 1, 1024)?;
         Ok(Config {
             listen_addr: env.listen_addr()?,
             workers,
+            hit_batch_max: env.number("HIT_BATCH_MAX", 256, 1, 10_000)?,
+            hit_committers: env.number("HIT_COMMITTERS", DEFAULT_COMMITTERS, 1, 64)?,
             db: DbSettings {
                 host: env.host("DB_HOST", "127.0.0.1")?,
                 port: env.number("DB_PORT", 3306, 1, 65535)?,
                 name: env.identifier("DB_NAME", "webcluster")?,
                 user: env.identifier("DB_USER", "webcluster_app")?,
                 password: env.password()?,
-                pool_size: env.number("DB_POOL_SIZE", workers, 1, 1024)?,
+                // Reads only (/showcount, /readyz): hits go through the committers.
+                pool_size: env.number("DB_POOL_SIZE", 4, 1, 1024)?,
                 connect_timeout: env.millis("DB_CONNECT_TIMEOUT_MS", 2_000)?,
                 // At least 2 s: the server's lock wait (half of it, in whole
                 // seconds) must end before the read does.
@@ -278,8 +289,10 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = config_from(&[]).expect("defaults are valid");
         assert_eq!(config.listen_addr, "0.0.0.0:8000".parse().unwrap());
-        assert_eq!(config.workers, 8);
-        assert_eq!(config.db.pool_size, 8, "pool size follows the worker count");
+        assert_eq!(config.workers, DEFAULT_WORKERS);
+        assert_eq!(config.hit_batch_max, 256);
+        assert_eq!(config.hit_committers, DEFAULT_COMMITTERS);
+        assert_eq!(config.db.pool_size, 4, "reads only");
         assert_eq!(config.db.host, "127.0.0.1");
         assert_eq!(config.db.port, 3306);
         assert_eq!(config.db.name, "webcluster");
@@ -305,6 +318,8 @@ mod tests {
         let config = config_from(&[
             ("LISTEN_ADDR", "127.0.0.2:9000"),
             ("WORKERS", "4"),
+            ("HIT_BATCH_MAX", "1"),
+            ("HIT_COMMITTERS", "3"),
             ("DB_HOST", "db"),
             ("DB_PORT", "3307"),
             ("DB_NAME", "counter"),
@@ -330,6 +345,8 @@ mod tests {
         .expect("valid settings");
         assert_eq!(config.listen_addr, "127.0.0.2:9000".parse().unwrap());
         assert_eq!(config.workers, 4);
+        assert_eq!(config.hit_batch_max, 1);
+        assert_eq!(config.hit_committers, 3);
         assert_eq!(config.db.host, "db");
         assert_eq!(config.db.port, 3307);
         assert_eq!(config.db.name, "counter");
@@ -368,6 +385,9 @@ mod tests {
             ("LISTEN_ADDR", "8000", "no host part"),
             ("WORKERS", "0", "below the minimum"),
             ("WORKERS", "many", "not a number"),
+            ("HIT_BATCH_MAX", "0", "an empty batch"),
+            ("HIT_BATCH_MAX", "10001", "over the maximum"),
+            ("HIT_COMMITTERS", "0", "no committer"),
             ("DB_PORT", "70000", "above the maximum"),
             ("DB_HOST", "db;DROP", "not a host"),
             ("DB_NAME", "web-cluster", "not an identifier"),

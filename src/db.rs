@@ -1,13 +1,13 @@
 //! The only module that names the stored procedures: one function per procedure,
 //! errors sorted into what the caller can do about them, deadlocks retried.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use mysql::{OptsBuilder, params};
+use mysql::{Conn, Opts, OptsBuilder};
 use rand::RngExt;
 
 use crate::config::DbSettings;
@@ -24,10 +24,10 @@ const RETRYABLE: [u16; 4] = [
     1370, // ER_PROCACCESS_DENIED_ERROR
 ];
 const MAX_ATTEMPTS: u32 = 4;
-/// The number of slot rows in `hit_counter` (sql/01_schema.sql).
-const COUNTER_SLOTS: u8 = 64;
-/// What `check_ready` answers when every procedure the app calls exists.
-const PROCEDURES: u64 = 2;
+/// A committer's connection idle longer than this is pinged before a batch:
+/// the server may have restarted meanwhile, and a batch sent on a dead
+/// connection would end with an unknown outcome. A busy one is not.
+const IDLE_PING: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum DbError {
@@ -63,14 +63,21 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
-/// One counted request, as `record_hit` stores it.
-pub struct Hit<'a> {
-    pub request_id: &'a RequestId,
+/// One counted request, as `record_hits` stores it.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub request_id: RequestId,
     pub client_ip: IpAddr,
     pub internal_ip: IpAddr,
 }
 
+/// Writes a batch of hits in one transaction; returns how many were new.
+pub trait HitWriter: Send {
+    fn record_hits(&mut self, hits: &[&Hit]) -> Result<u64, DbError>;
+}
+
 pub struct Db {
+    opts: Opts,
     pool: Pool,
     /// No retry starts after this much time spent on one call, so a request
     /// is answered well within nginx's proxy_read_timeout.
@@ -97,28 +104,23 @@ impl Db {
             .tcp_connect_timeout(Some(settings.connect_timeout))
             .read_timeout(Some(settings.read_timeout))
             .write_timeout(Some(settings.write_timeout));
+        let opts: Opts = opts.into();
         Db {
-            pool: Pool::new(opts.into(), settings.pool_size, settings.connect_timeout),
+            pool: Pool::new(opts.clone(), settings.pool_size, settings.connect_timeout),
+            opts,
             retry_budget: settings.read_timeout,
         }
     }
 
-    /// Adds 1 to the counter and writes the access-log row, in one transaction,
-    /// once per request id.
-    pub fn record_hit(&self, hit: &Hit<'_>) -> Result<(), DbError> {
-        self.call(|conn| {
-            // A random slot spreads concurrent hits over the counter rows.
-            let slot = rand::rng().random_range(0..COUNTER_SLOTS);
-            conn.exec_drop(
-                "CALL record_hit(:request_id, :client_ip, :internal_ip, :slot)",
-                params! {
-                    "request_id" => hit.request_id.as_str(),
-                    "client_ip" => hit.client_ip.to_string(),
-                    "internal_ip" => hit.internal_ip.to_string(),
-                    slot,
-                },
-            )
-        })
+    /// A writer for one committer, with a connection of its own (opened on
+    /// first use): a batch needs no pool checkout, and no ping while busy.
+    pub fn batch_writer(&self) -> BatchWriter {
+        BatchWriter {
+            opts: self.opts.clone(),
+            conn: None,
+            last_used: Instant::now(),
+            retry_budget: self.retry_budget,
+        }
     }
 
     /// The global counter.
@@ -130,9 +132,9 @@ impl Db {
     /// The database answers and every procedure the app calls exists.
     pub fn check_ready(&self) -> Result<(), DbError> {
         match self.call(|conn| conn.query_first::<u64, _>("CALL check_ready()"))? {
-            Some(PROCEDURES) => Ok(()),
+            Some(1) => Ok(()),
             other => Err(DbError::UnexpectedReply(format!(
-                "check_ready found {other:?} of {PROCEDURES} procedures"
+                "check_ready answered {other:?}: a procedure the app calls is missing"
             ))),
         }
     }
@@ -164,6 +166,84 @@ impl Db {
             Err(e) => Err(DbError::OutcomeUnknown(e)),
         }
     }
+}
+
+/// A committer's own connection to the database.
+pub struct BatchWriter {
+    opts: Opts,
+    conn: Option<Conn>,
+    last_used: Instant,
+    retry_budget: Duration,
+}
+
+impl HitWriter for BatchWriter {
+    /// One `CALL record_hits`, retried whole when the server refused it: the
+    /// request ids make a retry count each hit once.
+    fn record_hits(&mut self, hits: &[&Hit]) -> Result<u64, DbError> {
+        let batch = hits_json(hits);
+        retrying(self.retry_budget, || self.call_once(&batch))
+    }
+}
+
+impl BatchWriter {
+    fn call_once(&mut self, batch: &str) -> Result<u64, DbError> {
+        let conn = self.connection()?;
+        let reply = conn.exec_first::<u64, _, _>("CALL record_hits(?)", (batch,));
+        self.last_used = Instant::now();
+        match reply {
+            Ok(Some(recorded)) => Ok(recorded),
+            Ok(None) => Err(DbError::UnexpectedReply(
+                "record_hits returned no row".into(),
+            )),
+            // The server answered, so the connection is still good.
+            Err(mysql::Error::MySqlError(e)) => Err(DbError::Server {
+                code: e.code,
+                message: e.message,
+            }),
+            Err(e) => {
+                self.conn = None;
+                Err(DbError::OutcomeUnknown(e))
+            }
+        }
+    }
+
+    /// The open connection, pinged if it idled; a new one if it is gone.
+    fn connection(&mut self) -> Result<&mut Conn, DbError> {
+        let stale = self.last_used.elapsed() > IDLE_PING;
+        if let Some(conn) = self.conn.as_mut().filter(|_| stale)
+            && conn.ping().is_err()
+        {
+            self.conn = None;
+        }
+        match &mut self.conn {
+            Some(conn) => Ok(conn),
+            slot => {
+                let conn = Conn::new(self.opts.clone())
+                    .map_err(|e| DbError::Unavailable(CheckoutError::Connect(e)))?;
+                Ok(slot.insert(conn))
+            }
+        }
+    }
+}
+
+/// The batch as `record_hits` takes it. Ids are 32 hex digits and addresses
+/// are IP text, so nothing needs JSON escaping.
+fn hits_json(hits: &[&Hit]) -> String {
+    let mut json = String::with_capacity(2 + hits.len() * 96);
+    json.push('[');
+    for (i, hit) in hits.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(
+            json,
+            r#"{{"request_id":"{}","client_ip":"{}","internal_ip":"{}"}}"#,
+            hit.request_id, hit.client_ip, hit.internal_ip
+        );
+    }
+    json.push(']');
+    json
 }
 
 /// Half the read timeout, in whole seconds (the server's unit), at least 1.
@@ -297,5 +377,19 @@ mod tests {
         });
         assert!(matches!(result, Err(DbError::Server { code: 1213, .. })));
         assert_eq!(attempts, 1);
+    }
+
+    #[test]
+    fn a_batch_is_a_json_array_of_hits() {
+        let hit = Hit {
+            request_id: RequestId::parse("6c1f0a3e9b2d4f8a0b1c2d3e4f5a6b7c").unwrap(),
+            client_ip: "2001:db8::7".parse().unwrap(),
+            internal_ip: "10.0.0.2".parse().unwrap(),
+        };
+        assert_eq!(hits_json(&[]), "[]");
+        assert_eq!(
+            hits_json(&[&hit, &hit]),
+            r#"[{"request_id":"6c1f0a3e9b2d4f8a0b1c2d3e4f5a6b7c","client_ip":"2001:db8::7","internal_ip":"10.0.0.2"},{"request_id":"6c1f0a3e9b2d4f8a0b1c2d3e4f5a6b7c","client_ip":"2001:db8::7","internal_ip":"10.0.0.2"}]"#
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::committer::Committer;
 use crate::db::{Db, DbError, Hit};
 use crate::http::{ALLOWED_METHODS, Incoming, Method, Reply, Route};
 use crate::sticky;
@@ -10,6 +11,8 @@ use crate::sticky;
 /// What every request handler shares.
 pub struct App {
     pub db: Db,
+    /// Where `GET /` hands its hit, to be committed in a batch.
+    pub committer: Committer,
     pub internal_ip: IpAddr,
     pub cookie_ttl_seconds: u32,
     /// Longer in the queue than this, and a request that needs the database
@@ -47,12 +50,14 @@ pub fn handle(app: &App, request: &Incoming) -> Reply {
 fn hit(app: &App, request: &Incoming) -> Reply {
     if request.method == Method::Get {
         let hit = Hit {
-            request_id: &request.request_id,
+            request_id: request.request_id.clone(),
             client_ip: request.client_ip,
             internal_ip: app.internal_ip,
         };
-        if let Err(error) = app.db.record_hit(&hit) {
-            return unavailable(&error);
+        // The committer logged why a batch failed; here only the answer is left.
+        if let Err(reason) = app.committer.record(hit) {
+            log::debug!("hit {} not recorded: {reason:?}", request.request_id);
+            return Reply::text(503, "database unavailable\n").with_header("Retry-After", "1");
         }
     }
     let reply = Reply::text(200, format!("{}\n", app.internal_ip));
@@ -104,8 +109,10 @@ mod tests {
             _ => None,
         })
         .unwrap();
+        let db = Db::new(&config.db);
         App {
-            db: Db::new(&config.db),
+            committer: Committer::start(vec![Box::new(db.batch_writer())], 256).unwrap(),
+            db,
             internal_ip: "10.0.0.2".parse().unwrap(),
             cookie_ttl_seconds: 300,
             queue_timeout: Duration::from_secs(2),

@@ -3,6 +3,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod client_ip;
+pub mod committer;
 pub mod config;
 pub mod db;
 pub mod handlers;

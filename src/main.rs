@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use webcluster::config::{self, Config};
-use webcluster::db::Db;
+use webcluster::committer::Committer;
+use webcluster::db::{Db, HitWriter};
 use webcluster::handlers::{self, App};
 use webcluster::healthcheck;
 use webcluster::http::Incoming;
@@ -122,23 +123,41 @@ fn run(config: Config) -> Result<Outcome, String> {
         .on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
-    let app = App {
-        db: Db::new(&config.db),
+    let db = Db::new(&config.db);
+    let writers = (0..config.hit_committers)
+        .map(|_| Box::new(db.batch_writer()) as Box<dyn HitWriter>)
+        .collect();
+    let committer = Committer::start(writers, config.hit_batch_max)
+        .map_err(|e| format!("cannot start the committers: {e}"))?;
+    let app = Arc::new(App {
+        db,
+        committer,
         internal_ip: internal.addr,
         cookie_ttl_seconds: config.cookie_ttl_seconds,
         queue_timeout: config.queue_timeout,
-    };
+    });
     log::info!(
-        "listening on {} with {} workers; database {}@{}:{}/{}",
+        "listening on {} with {} workers and {} committers (batches of up to {}); database {}@{}:{}/{}",
         config.listen_addr,
         config.workers,
+        config.hit_committers,
+        config.hit_batch_max,
         config.db.user,
         config.db.host,
         config.db.port,
         config.db.name
     );
-    let handler = Arc::new(move |incoming: &Incoming| handlers::handle(&app, incoming));
+    let serving = Arc::clone(&app);
+    let handler = Arc::new(move |incoming: &Incoming| handlers::handle(&serving, incoming));
     let outcome = server.run(handler, config.shutdown_timeout);
+    // The workers are done: whatever hits are still queued are committed now.
+    let stats = app.committer.stop();
+    log::info!(
+        "committed {} hits in {} batches (mean {:.1} per batch)",
+        stats.hits,
+        stats.batches,
+        stats.hits as f64 / stats.batches.max(1) as f64
+    );
     log::info!("stopped: {outcome:?}");
     Ok(outcome)
 }

@@ -50,20 +50,39 @@ sql_request_id() {
   printf '%032x' "$1"
 }
 
+# usage: sql_hit N [CLIENT] [INSTANCE]   (one element of a batch)
+sql_hit() {
+  printf '{"request_id":"%s","client_ip":"%s","internal_ip":"%s"}' \
+    "$(sql_request_id "$1")" "${2:-203.0.113.7}" "${3:-10.0.0.2}"
+}
+
+# usage: sql_batch ELEMENT...   (a JSON array of the elements)
+sql_batch() {
+  local IFS=,
+  printf '[%s]' "$*"
+}
+
+# usage: sql_record_hits BATCH   (CALL record_hits as the app; prints how many were new)
+sql_record_hits() {
+  sql_as_app "CALL record_hits('$1')"
+}
+
 # usage: sql_counter / sql_rows   (read_hits() as the app; access_log rows as root)
 sql_counter() { sql_as_app 'CALL read_hits()'; }
 sql_rows() { sql_as_root 'SELECT COUNT(*) FROM access_log'; }
 
-# usage: sql_hits_recorded   (HITS distinct ids, two clients, two instances, slots
-# beyond 63 too: all counted)
+# usage: sql_hits_recorded   (HITS distinct ids in batches of 40, two clients,
+# two instances: all counted, each call reporting its batch)
 sql_hits_recorded() {
-  local i calls='' clients instances
-  clients=(203.0.113.7 2001:db8::7)
-  instances=(10.0.0.2 10.0.0.3)
-  for ((i = 1; i <= HITS; i++)); do
-    calls+="CALL record_hit('$(sql_request_id "$i")', '${clients[i % 2]}', '${instances[i % 2]}', $((i * 13 % 256)));"
+  local i first elements=() clients=(203.0.113.7 2001:db8::7) instances=(10.0.0.2 10.0.0.3)
+  for ((first = 1; first <= HITS; first += 40)); do
+    elements=()
+    for ((i = first; i < first + 40 && i <= HITS; i++)); do
+      elements+=("$(sql_hit "$i" "${clients[i % 2]}" "${instances[i % 2]}")")
+    done
+    tap_expect_equal "hits recorded by one batch" "${#elements[@]}" \
+      "$(sql_record_hits "$(sql_batch "${elements[@]}")")" || return 1
   done
-  sql_as_app "$calls" || return 1
   tap_expect_equal "read_hits()" "$HITS" "$(sql_counter)"
 }
 
@@ -76,31 +95,35 @@ sql_counter_matches_rows() {
       "$(sql_as_root 'SELECT COUNT(DISTINCT request_id) FROM access_log')"
 }
 
-# usage: sql_retry_counted_once   (nginx retries carry the same request id)
-sql_retry_counted_once() {
-  local before after id
+# usage: sql_batch_counts BATCH NEW   (the batch reports NEW hits, the counter and
+# the rows grow by NEW, and still agree)
+sql_batch_counts() {
+  local before recorded
   before=$(sql_counter) || return 1
-  id=$(sql_request_id 999)
-  sql_as_app "CALL record_hit('$id', '203.0.113.7', '10.0.0.2', 5);
-          CALL record_hit('$id', '203.0.113.7', '10.0.0.3', 6);" || return 1
-  after=$(sql_counter) || return 1
-  tap_expect_equal "counter after one id twice" "$((before + 1))" "$after" &&
-    tap_expect_equal "rows after one id twice" "$after" "$(sql_rows)"
+  recorded=$(sql_record_hits "$1") || return 1
+  tap_expect_equal "hits reported new" "$2" "$recorded" &&
+    tap_expect_equal "counter" "$((before + $2))" "$(sql_counter)" &&
+    sql_counter_matches_rows
 }
 
-# usage: sql_invalid_call_rejected "ARGS"   (the call fails with the procedure's
-# error and leaves the counter and the log as they were)
-sql_invalid_call_rejected() {
-  local before_hits before_rows out
-  before_hits=$(sql_counter) || return 1
-  before_rows=$(sql_rows) || return 1
-  if out=$(sql_as_app "CALL record_hit($1)" 2>&1); then
-    tap_diag "CALL record_hit($1) succeeded"
+# usage: sql_invalid_batch_rejected BATCH   (the call fails with the procedure's
+# error, or MySQL's own for text that is not JSON, and changes nothing)
+sql_invalid_batch_rejected() {
+  local before out
+  before=$(sql_snapshot) || return 1
+  if out=$(sql_as_app "CALL record_hits($1)" 2>&1); then
+    tap_diag "CALL record_hits($1) succeeded"
     return 1
   fi
-  [[ $out == *"record_hit: invalid argument"* ]] || { tap_diag "unexpected error: $out"; return 1; }
-  tap_expect_equal "counter" "$before_hits" "$(sql_counter)" &&
-    tap_expect_equal "rows" "$before_rows" "$(sql_rows)"
+  [[ $out == *"record_hits: "* || $out == *"Invalid JSON text"* ]] ||
+    { tap_diag "unexpected error: $out"; return 1; }
+  tap_expect_equal "access_log and hit_counter" "$before" "$(sql_snapshot)"
+}
+
+# usage: sql_bad_element_rejected ELEMENT   (a valid new hit, then ELEMENT:
+# the whole batch is refused, the valid hit included)
+sql_bad_element_rejected() {
+  sql_invalid_batch_rejected "'$(sql_batch "$(sql_hit 2999)" "$1")'"
 }
 
 # usage: sql_app_denied SQL...   (every statement fails as access denied, 1142;
@@ -176,15 +199,11 @@ sql_reapply_keeps_data() {
 # usage: sql_app_works_after_reapply   (re-creating the procedures dropped their
 # grants; 04 must have restored them, and its helper must be gone)
 sql_app_works_after_reapply() {
-  local before
-  before=$(sql_counter) || return 1
-  sql_as_app "CALL record_hit('$(sql_request_id 1000)', '198.51.100.1', '10.0.0.2', 0)" || return 1
-  tap_expect_equal "counter" "$((before + 1))" "$(sql_counter)" &&
-    tap_expect_equal "rows" "$((before + 1))" "$(sql_rows)" &&
-    tap_expect_equal "check_ready()" 2 "$(sql_as_app 'CALL check_ready()')" &&
+  sql_batch_counts "$(sql_batch "$(sql_hit 1000 198.51.100.1)")" 1 &&
+    tap_expect_equal "check_ready()" 1 "$(sql_as_app 'CALL check_ready()')" &&
     tap_expect_equal "leftover procedures" "" \
       "$(sql_as_root "SELECT ROUTINE_NAME FROM information_schema.ROUTINES
-                  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hit', 'read_hits', 'check_ready')")"
+                  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hits', 'read_hits', 'check_ready')")"
 }
 
 # usage: sql_free_port   (prints a TCP port nothing listens on at 127.0.0.1)
@@ -235,17 +254,30 @@ sql_test_server() {
 # checks re-apply over what the first ones wrote)
 sql_checks() {
   local object
-  tap_check "check_ready() returns 2" tap_expect_equal "check_ready()" 2 "$(sql_as_app 'CALL check_ready()')"
-  tap_check "the app account records $HITS hits with distinct ids" sql_hits_recorded
+  tap_check "check_ready() returns 1" tap_expect_equal "check_ready()" 1 "$(sql_as_app 'CALL check_ready()')"
+  tap_check "the app account records $HITS hits with distinct ids, in batches" sql_hits_recorded
   tap_check "read_hits() == distinct request ids == rows in access_log" sql_counter_matches_rows
-  tap_check "the same request id twice is counted once" sql_retry_counted_once
-  # Distinct ids, so a wrongly accepted call cannot hide behind a duplicate.
-  tap_check "rejects a bad client ip" sql_invalid_call_rejected "'$(sql_request_id 2000)', '203.0.113.999', '10.0.0.2', 1"
-  tap_check "rejects an empty client ip" sql_invalid_call_rejected "'$(sql_request_id 2001)', '', '10.0.0.2', 1"
-  tap_check "rejects a bad internal ip" sql_invalid_call_rejected "'$(sql_request_id 2002)', '203.0.113.7', 'app', 1"
-  tap_check "rejects a short request id" sql_invalid_call_rejected "'$(sql_request_id 2003 | cut -c2-)', '203.0.113.7', '10.0.0.2', 1"
-  tap_check "rejects an uppercase request id" sql_invalid_call_rejected "'$(sql_request_id 2004 | tr a-f A-F)', '203.0.113.7', '10.0.0.2', 1"
-  tap_check "rejects a NULL slot" sql_invalid_call_rejected "'$(sql_request_id 2005)', '203.0.113.7', '10.0.0.2', NULL"
+  tap_check "a request id twice in one batch is counted once" \
+    sql_batch_counts "$(sql_batch "$(sql_hit 900)" "$(sql_hit 900 198.51.100.9)" "$(sql_hit 901)")" 2
+  tap_check "ids already logged are skipped, the rest of the batch counted" \
+    sql_batch_counts "$(sql_batch "$(sql_hit 900)" "$(sql_hit 1)" "$(sql_hit 902)")" 1
+  tap_check "a batch of ids all logged before counts nothing" \
+    sql_batch_counts "$(sql_batch "$(sql_hit 900)" "$(sql_hit 901)")" 0
+  tap_check "an empty batch records nothing" sql_batch_counts '[]' 0
+  # Each bad batch carries a valid new hit too: a wrongly accepted call, or
+  # half of one, shows as a changed snapshot.
+  tap_check "rejects a bad client ip" sql_bad_element_rejected "$(sql_hit 2000 203.0.113.999)"
+  tap_check "rejects an empty client ip" sql_bad_element_rejected '{"request_id":"'"$(sql_request_id 2001)"'","client_ip":"","internal_ip":"10.0.0.2"}'
+  tap_check "rejects a bad internal ip" sql_bad_element_rejected "$(sql_hit 2002 203.0.113.7 app)"
+  tap_check "rejects a short request id" sql_bad_element_rejected '{"request_id":"'"$(sql_request_id 2003 | cut -c2-)"'","client_ip":"203.0.113.7","internal_ip":"10.0.0.2"}'
+  tap_check "rejects an uppercase request id" sql_bad_element_rejected '{"request_id":"'"$(sql_request_id 2004 | tr a-f A-F)"'","client_ip":"203.0.113.7","internal_ip":"10.0.0.2"}'
+  tap_check "rejects an element without a request id" sql_bad_element_rejected '{"client_ip":"203.0.113.7","internal_ip":"10.0.0.2"}'
+  tap_check "rejects an element that is not an object" sql_bad_element_rejected '"'"$(sql_request_id 2005)"'"'
+  tap_check "rejects an id with a character that is not hex" sql_bad_element_rejected '{"request_id":"'"$(sql_request_id 2006 | sed 's/^0/g/')"'","client_ip":"203.0.113.7","internal_ip":"10.0.0.2"}'
+  tap_check "rejects an argument that is an object, not an array" sql_invalid_batch_rejected "'$(sql_hit 2007)'"
+  tap_check "rejects text that is not JSON" sql_invalid_batch_rejected "'[not json'"
+  tap_check "rejects NULL" sql_invalid_batch_rejected NULL
+  tap_check "counter == rows after every batch" sql_counter_matches_rows
   tap_check "the app account is denied on access_log" sql_object_denied access_log request_id
   tap_check "the app account is denied on hit_counter" sql_object_denied hit_counter hits
   for object in latest_accesses hits_per_instance hits_per_client hit_total; do

@@ -452,17 +452,21 @@ impl Server {
     }
 }
 
-/// PATCHED (hardening): one request in flight per connection. The next head
-/// is read only once this one is answered, so a client that pipelines cannot
-/// queue requests without bound (upstream did this for HTTPS only).
+/// PATCHED (hardening): one request in flight per connection. A request is
+/// handed to the workers only once the previous one is answered, so a client
+/// that pipelines cannot queue requests without bound (upstream did this for
+/// HTTPS only). The next head is read first: a client that waits for each
+/// answer (nginx does) sends it after the answer, so no extra wake-up is needed.
 fn serve_connection(client: ClientConnection, messages: &MessagesQueue<Message>) {
     let (sender, receiver) = mpsc::channel();
+    let mut answered = true;
     for rq in client {
-        messages.push(rq.with_notify_sender(sender.clone()).into());
         // The request answers, or is dropped (which answers 500), then notifies.
-        if receiver.recv().is_err() {
+        if !answered && receiver.recv().is_err() {
             break;
         }
+        messages.push(rq.with_notify_sender(sender.clone()).into());
+        answered = false;
     }
 }
 

@@ -311,7 +311,7 @@ fn connections_beyond_the_cap_get_503_at_once() {
 }
 
 #[test]
-fn a_pipelined_request_is_read_only_after_the_previous_answer() {
+fn a_pipelined_request_is_handed_out_only_after_the_previous_answer() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Server::from_listener_with_limits(listener, None, short_limits()).unwrap();
