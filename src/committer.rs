@@ -1,14 +1,14 @@
 //! Group commit: hits wait in one queue per instance; committer threads
 //! each take everything queued (up to `HIT_BATCH_MAX`), record it with one
-//! `CALL record_hits`, one durable commit, and wake each waiter with the
-//! outcome of the transaction that held its row.
+//! `CALL record_hits`, one durable commit, and then call each hit's
+//! completion with the outcome of the transaction that held its row.
 //!
 //! No timer and no added delay: a batch is whatever arrived while the
 //! previous commit was in flight, so at low load it holds one hit.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
@@ -60,18 +60,18 @@ struct Queue {
     stopping: bool,
 }
 
+/// What to do once a hit's transaction has returned (or never will).
+pub type Completion = Box<dyn FnOnce(Result<(), NotRecorded>) + Send>;
+
 struct Waiter {
     hit: Hit,
-    outcome: SyncSender<Result<(), NotRecorded>>,
+    done: Completion,
 }
 
 impl Committer {
     /// Starts `committers` threads, each with a writer of its own (its own
     /// database connection), taking at most `batch_max` hits per batch.
-    pub fn start(
-        writers: Vec<Box<dyn HitWriter>>,
-        batch_max: usize,
-    ) -> std::io::Result<Committer> {
+    pub fn start(writers: Vec<Box<dyn HitWriter>>, batch_max: usize) -> std::io::Result<Committer> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
@@ -96,20 +96,24 @@ impl Committer {
         Ok(committer)
     }
 
-    /// Queues `hit` and blocks until the transaction that holds it returned.
-    pub fn record(&self, hit: Hit) -> Result<(), NotRecorded> {
-        let (outcome, receiver): (_, Receiver<_>) = mpsc::sync_channel(1);
-        {
+    /// Queues `hit`; `done` is called with the outcome once the transaction
+    /// that holds it has returned, by a committer thread (at once, here, when
+    /// the committer is stopping).
+    pub fn submit(&self, hit: Hit, done: impl FnOnce(Result<(), NotRecorded>) + Send + 'static) {
+        let done: Completion = Box::new(done);
+        let refused = {
             let mut queue = self.shared.lock();
             if queue.stopping {
-                return Err(NotRecorded::ShuttingDown);
+                Some(done)
+            } else {
+                queue.waiting.push_back(Waiter { hit, done });
+                None
             }
-            queue.waiting.push_back(Waiter { hit, outcome });
+        };
+        match refused {
+            Some(done) => done(Err(NotRecorded::ShuttingDown)),
+            None => self.shared.arrived.notify_one(),
         }
-        self.shared.arrived.notify_one();
-        // A committer always answers before it drops a waiter; a panicking one
-        // drops it unanswered, and then nothing is known.
-        receiver.recv().unwrap_or(Err(NotRecorded::OutcomeUnknown))
     }
 
     /// Takes no new hits, commits (or fails) every queued one, and waits for
@@ -123,9 +127,8 @@ impl Committer {
             }
         }
         // Anything a dead committer left behind is answered, never forgotten.
-        for waiter in self.shared.lock().waiting.drain(..) {
-            let _ = waiter.outcome.send(Err(NotRecorded::ShuttingDown));
-        }
+        let left: Vec<Waiter> = self.shared.lock().waiting.drain(..).collect();
+        complete(left, Err(NotRecorded::ShuttingDown));
         self.stats()
     }
 
@@ -176,9 +179,15 @@ fn commit_batches(shared: &Shared, mut writer: Box<dyn HitWriter>) {
             shared.batches.fetch_add(1, Ordering::Relaxed);
             shared.hits.fetch_add(hits.len() as u64, Ordering::Relaxed);
         }
-        for waiter in batch {
-            // The waiter's worker may be gone (a panic); nobody is left to tell.
-            let _ = waiter.outcome.send(outcome);
+        complete(batch, outcome);
+    }
+}
+
+/// Calls each waiter's completion; one that panics costs its own answer only.
+fn complete(waiters: Vec<Waiter>, outcome: Result<(), NotRecorded>) {
+    for waiter in waiters {
+        if catch_unwind(AssertUnwindSafe(|| (waiter.done)(outcome))).is_err() {
+            log::error!("answering a hit panicked; the committer carries on");
         }
     }
 }
@@ -188,7 +197,23 @@ mod tests {
     use super::*;
     use crate::request_id::RequestId;
     use std::sync::Barrier;
+    use std::sync::mpsc::{self, Receiver};
     use std::time::Duration;
+
+    /// Submits a hit; the receiver gets its outcome.
+    fn submit(committer: &Committer) -> Receiver<Result<(), NotRecorded>> {
+        let (outcome, receiver) = mpsc::channel();
+        committer.submit(hit(), move |result| {
+            let _ = outcome.send(result);
+        });
+        receiver
+    }
+
+    fn outcome(receiver: &Receiver<Result<(), NotRecorded>>) -> Result<(), NotRecorded> {
+        receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an outcome")
+    }
 
     fn hit() -> Hit {
         Hit {
@@ -236,27 +261,25 @@ mod tests {
     fn a_lone_hit_is_committed_at_once_in_a_batch_of_one() {
         let (writer, sizes) = scripted(None, None);
         let committer = Committer::start(vec![writer], 256).unwrap();
-        assert_eq!(committer.record(hit()), Ok(()));
+        assert_eq!(outcome(&submit(&committer)), Ok(()));
         assert_eq!(*sizes.lock().unwrap(), vec![1]);
-        assert_eq!(committer.stop(), CommitStats { batches: 1, hits: 1 });
+        assert_eq!(
+            committer.stop(),
+            CommitStats {
+                batches: 1,
+                hits: 1
+            }
+        );
     }
 
     #[test]
     fn hits_that_arrive_during_a_commit_form_the_next_batch_up_to_the_maximum() {
         let gate = Arc::new(Barrier::new(2));
         let (writer, sizes) = scripted(None, Some(Arc::clone(&gate)));
-        let committer = Arc::new(Committer::start(vec![writer], 4).unwrap());
-        let first = {
-            let committer = Arc::clone(&committer);
-            thread::spawn(move || committer.record(hit()))
-        };
+        let committer = Committer::start(vec![writer], 4).unwrap();
+        let first = submit(&committer);
         gate.wait(); // the first batch is in flight
-        let others: Vec<_> = (0..6)
-            .map(|_| {
-                let committer = Arc::clone(&committer);
-                thread::spawn(move || committer.record(hit()))
-            })
-            .collect();
+        let others: Vec<_> = (0..6).map(|_| submit(&committer)).collect();
         while committer.shared.lock().waiting.len() < 6 {
             thread::sleep(Duration::from_millis(5));
         }
@@ -265,9 +288,9 @@ mod tests {
             gate.wait();
             gate.wait();
         }
-        assert_eq!(first.join().unwrap(), Ok(()));
-        for other in others {
-            assert_eq!(other.join().unwrap(), Ok(()));
+        assert_eq!(outcome(&first), Ok(()));
+        for other in &others {
+            assert_eq!(outcome(other), Ok(()));
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 4, 2]);
         assert_eq!(committer.stop().hits, 7);
@@ -282,7 +305,10 @@ mod tests {
         };
         let (writer, _) = scripted(Some(unknown), None);
         let committer = Committer::start(vec![writer], 256).unwrap();
-        assert_eq!(committer.record(hit()), Err(NotRecorded::OutcomeUnknown));
+        assert_eq!(
+            outcome(&submit(&committer)),
+            Err(NotRecorded::OutcomeUnknown)
+        );
 
         let refused = || DbError::Server {
             code: 1213,
@@ -290,7 +316,7 @@ mod tests {
         };
         let (writer, _) = scripted(Some(refused), None);
         let committer = Committer::start(vec![writer], 256).unwrap();
-        assert_eq!(committer.record(hit()), Err(NotRecorded::Failed));
+        assert_eq!(outcome(&submit(&committer)), Err(NotRecorded::Failed));
         assert_eq!(committer.stop(), CommitStats::default());
     }
 
@@ -299,12 +325,7 @@ mod tests {
         let gate = Arc::new(Barrier::new(2));
         let (writer, sizes) = scripted(None, Some(Arc::clone(&gate)));
         let committer = Arc::new(Committer::start(vec![writer], 256).unwrap());
-        let queued: Vec<_> = (0..3)
-            .map(|_| {
-                let committer = Arc::clone(&committer);
-                thread::spawn(move || committer.record(hit()))
-            })
-            .collect();
+        let queued: Vec<_> = (0..3).map(|_| submit(&committer)).collect();
         gate.wait(); // a batch is in flight
         let in_flight = || sizes.lock().unwrap().iter().sum::<usize>();
         while committer.shared.lock().waiting.len() + in_flight() < 3 {
@@ -317,15 +338,15 @@ mod tests {
         while !committer.shared.lock().stopping {
             thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(committer.record(hit()), Err(NotRecorded::ShuttingDown));
+        assert_eq!(outcome(&submit(&committer)), Err(NotRecorded::ShuttingDown));
         gate.wait();
         // Whatever was queued behind the first batch is committed, not dropped.
         while in_flight() < 3 {
             gate.wait();
             gate.wait();
         }
-        for waiter in queued {
-            assert_eq!(waiter.join().unwrap(), Ok(()));
+        for waiter in &queued {
+            assert_eq!(outcome(waiter), Ok(()));
         }
         assert_eq!(stopping.join().unwrap().hits, 3);
     }

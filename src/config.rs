@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::client_ip::TrustedProxies;
 
-const DEFAULT_WORKERS: usize = 32;
-const DEFAULT_COMMITTERS: usize = 2;
+const DEFAULT_WORKERS: usize = 8;
+const DEFAULT_COMMITTERS: usize = 1;
 
 /// Everything the app can be configured with. Each field is one variable in the README's table.
 #[derive(Debug, Clone)]

@@ -1,11 +1,13 @@
-//! One function per endpoint: a checked request and the app's state in, a `Reply` out.
+//! One function per endpoint: a checked request and the app's state in, a
+//! `Reply` out, given to the request's `Responder` at once or, for a hit,
+//! once the transaction that holds it has returned.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::committer::Committer;
+use crate::committer::{Committer, NotRecorded};
 use crate::db::{Db, DbError, Hit};
-use crate::http::{ALLOWED_METHODS, Incoming, Method, Reply, Route};
+use crate::http::{ALLOWED_METHODS, Incoming, Method, Reply, Responder, Route};
 use crate::sticky;
 
 /// What every request handler shares.
@@ -21,50 +23,73 @@ pub struct App {
     pub queue_timeout: Duration,
 }
 
+/// A request's answer: ready now, or `ok` once `hit` is committed.
+#[derive(Debug)]
+pub enum Answer {
+    Now(Reply),
+    AfterCommit { hit: Hit, ok: Reply },
+}
+
+/// Answers `request` through `respond`. A hit is handed to the committer,
+/// which answers it after its batch's commit: the worker does not wait, and
+/// goes on with the next request (one thread wake-up fewer per hit).
+pub fn handle(app: &App, request: &Incoming, respond: Responder) {
+    match answer(app, request) {
+        Answer::Now(reply) => respond.send(reply),
+        Answer::AfterCommit { hit, ok } => app.committer.submit(hit, move |outcome| {
+            respond.send(match outcome {
+                Ok(()) => ok,
+                Err(reason) => not_recorded(reason),
+            })
+        }),
+    }
+}
+
 /// Routes by path, then by method.
-pub fn handle(app: &App, request: &Incoming) -> Reply {
+pub fn answer(app: &App, request: &Incoming) -> Answer {
     let Some(route) = Route::from_path(&request.path) else {
-        return Reply::text(404, "not found\n");
+        return Answer::Now(Reply::text(404, "not found\n"));
     };
     if request.method == Method::Other {
-        return Reply::text(405, "method not allowed\n").with_header("Allow", ALLOWED_METHODS);
+        let reply = Reply::text(405, "method not allowed\n").with_header("Allow", ALLOWED_METHODS);
+        return Answer::Now(reply);
     }
     if route != Route::Healthz && request.queued > app.queue_timeout {
         log::warn!(
             "shed a request that waited {:.0} ms for a worker",
             request.queued.as_secs_f64() * 1000.0
         );
-        return Reply::text(503, "overloaded\n").with_header("Retry-After", "1");
+        return Answer::Now(Reply::text(503, "overloaded\n").with_header("Retry-After", "1"));
     }
-    let reply = match route {
+    match route {
         Route::Hit => hit(app, request),
-        Route::ShowCount => show_count(app),
-        Route::Healthz => Reply::text(200, "ok\n"),
-        Route::Readyz => ready(app),
-    };
+        Route::ShowCount => Answer::Now(no_store(show_count(app))),
+        Route::Healthz => Answer::Now(no_store(Reply::text(200, "ok\n"))),
+        Route::Readyz => Answer::Now(no_store(ready(app))),
+    }
+}
+
+fn no_store(reply: Reply) -> Reply {
     reply.with_header("Cache-Control", "no-store")
 }
 
 /// `GET /`: count the hit, answer with this instance's address, pin the client here.
 /// `HEAD /` answers the same way but counts nothing.
-fn hit(app: &App, request: &Incoming) -> Reply {
-    if request.method == Method::Get {
-        let hit = Hit {
-            request_id: request.request_id.clone(),
-            client_ip: request.client_ip,
-            internal_ip: app.internal_ip,
-        };
-        // The committer logged why a batch failed; here only the answer is left.
-        if let Err(reason) = app.committer.record(hit) {
-            log::debug!("hit {} not recorded: {reason:?}", request.request_id);
-            return Reply::text(503, "database unavailable\n").with_header("Retry-After", "1");
-        }
-    }
-    let reply = Reply::text(200, format!("{}\n", app.internal_ip));
-    match sticky::cookie_to_set(request.pinned, app.internal_ip, app.cookie_ttl_seconds) {
+fn hit(app: &App, request: &Incoming) -> Answer {
+    let reply = no_store(Reply::text(200, format!("{}\n", app.internal_ip)));
+    let ok = match sticky::cookie_to_set(request.pinned, app.internal_ip, app.cookie_ttl_seconds) {
         Some(cookie) => reply.with_header("Set-Cookie", cookie),
         None => reply,
+    };
+    if request.method != Method::Get {
+        return Answer::Now(ok);
     }
+    let hit = Hit {
+        request_id: request.request_id.clone(),
+        client_ip: request.client_ip,
+        internal_ip: app.internal_ip,
+    };
+    Answer::AfterCommit { hit, ok }
 }
 
 /// `GET /showcount`: the global counter.
@@ -86,7 +111,17 @@ fn ready(app: &App) -> Reply {
 /// Every database failure is a 503 to the client; the cause goes to the log only.
 fn unavailable(error: &DbError) -> Reply {
     log::error!("{error}");
-    Reply::text(503, "database unavailable\n").with_header("Retry-After", "1")
+    database_unavailable()
+}
+
+/// The committer logged why the batch failed; here only the answer is left.
+fn not_recorded(reason: NotRecorded) -> Reply {
+    log::debug!("a hit was not recorded: {reason:?}");
+    database_unavailable()
+}
+
+fn database_unavailable() -> Reply {
+    no_store(Reply::text(503, "database unavailable\n").with_header("Retry-After", "1"))
 }
 
 #[cfg(test)]
@@ -95,6 +130,7 @@ mod tests {
     use crate::config::Config;
     use crate::request_id::RequestId;
     use std::net::TcpListener;
+    use std::sync::mpsc;
 
     /// An app whose database port refuses connections: every CALL fails fast.
     fn app_without_database() -> App {
@@ -119,6 +155,21 @@ mod tests {
         }
     }
 
+    /// What `handle` answers, whether at once or after a commit.
+    fn reply_to(app: &App, request: &Incoming) -> Reply {
+        let (answer, answered) = mpsc::channel();
+        handle(
+            app,
+            request,
+            Responder::new(move |reply| {
+                let _ = answer.send(reply);
+            }),
+        );
+        answered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer")
+    }
+
     fn request(method: Method, path: &str, pinned: Option<&str>) -> Incoming {
         Incoming {
             method,
@@ -132,7 +183,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404() {
-        let reply = handle(
+        let reply = reply_to(
             &app_without_database(),
             &request(Method::Get, "/admin", None),
         );
@@ -142,7 +193,7 @@ mod tests {
     #[test]
     fn other_methods_on_known_paths_are_405_with_allow() {
         for path in ["/", "/showcount", "/healthz", "/readyz"] {
-            let reply = handle(&app_without_database(), &request(Method::Other, path, None));
+            let reply = reply_to(&app_without_database(), &request(Method::Other, path, None));
             assert_eq!(reply.status, 405, "{path}");
             assert_eq!(reply.header("Allow"), Some("GET, HEAD"), "{path}");
         }
@@ -150,7 +201,7 @@ mod tests {
 
     #[test]
     fn healthz_needs_no_database() {
-        let reply = handle(
+        let reply = reply_to(
             &app_without_database(),
             &request(Method::Get, "/healthz", None),
         );
@@ -161,7 +212,7 @@ mod tests {
     fn database_failures_are_503_with_retry_after() {
         let app = app_without_database();
         for path in ["/", "/showcount", "/readyz"] {
-            let reply = handle(&app, &request(Method::Get, path, None));
+            let reply = reply_to(&app, &request(Method::Get, path, None));
             assert_eq!(reply.status, 503, "{path}");
             assert_eq!(reply.header("Retry-After"), Some("1"), "{path}");
             assert_eq!(
@@ -175,7 +226,7 @@ mod tests {
     #[test]
     fn head_answers_like_get_without_counting_a_hit() {
         // The database is down, so a 200 proves no CALL was attempted.
-        let reply = handle(&app_without_database(), &request(Method::Head, "/", None));
+        let reply = reply_to(&app_without_database(), &request(Method::Head, "/", None));
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, "10.0.0.2\n");
         assert!(reply.header("Set-Cookie").is_some());
@@ -183,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_client_pinned_here_is_not_sent_the_cookie_again() {
-        let reply = handle(
+        let reply = reply_to(
             &app_without_database(),
             &request(Method::Head, "/", Some("10.0.0.2")),
         );
@@ -201,7 +252,7 @@ mod tests {
         ] {
             let mut late = request(Method::Head, path, None);
             late.queued = Duration::from_secs(3);
-            let reply = handle(&app, &late);
+            let reply = reply_to(&app, &late);
             assert_eq!(reply.status, status, "{path}");
             if status == 503 {
                 assert_eq!(reply.body, "overloaded\n", "{path}");

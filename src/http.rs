@@ -94,6 +94,26 @@ fn header_text<'a>(request: &'a Request, name: &str) -> Option<Cow<'a, str>> {
     request.header_bytes(name).map(String::from_utf8_lossy)
 }
 
+/// Where a handler's `Reply` goes: once, now or from another thread. The
+/// server's responder writes it to the client and logs the request's line.
+pub struct Responder(Box<dyn FnOnce(Reply) + Send>);
+
+impl Responder {
+    pub fn new(respond: impl FnOnce(Reply) + Send + 'static) -> Responder {
+        Responder(Box::new(respond))
+    }
+
+    pub fn send(self, reply: Reply) {
+        (self.0)(reply)
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
 /// A response as a value. HEAD requests get the same headers; tiny_http drops the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use webcluster::config::{self, Config};
 use webcluster::committer::Committer;
+use webcluster::config::{self, Config};
 use webcluster::db::{Db, HitWriter};
 use webcluster::handlers::{self, App};
 use webcluster::healthcheck;
-use webcluster::http::Incoming;
+use webcluster::http::{Incoming, Responder};
 use webcluster::internal_ip::choose_internal_ip;
 use webcluster::logging;
 use webcluster::server::{Outcome, Server, ServerSettings};
@@ -148,7 +148,9 @@ fn run(config: Config) -> Result<Outcome, String> {
         config.db.name
     );
     let serving = Arc::clone(&app);
-    let handler = Arc::new(move |incoming: &Incoming| handlers::handle(&serving, incoming));
+    let handler = Arc::new(move |incoming: &Incoming, respond: Responder| {
+        handlers::handle(&serving, incoming, respond)
+    });
     let outcome = server.run(handler, config.shutdown_timeout);
     // The workers are done: whatever hits are still queued are committed now.
     let stats = app.committer.stop();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::client_ip::TrustedProxies;
 use crate::config::ConnectionLimits;
-use crate::http::{Incoming, Reply};
+use crate::http::{Incoming, Reply, Responder};
 use crate::shutdown::Shutdown;
 
 /// How often the main thread checks whether shutdown has begun.
@@ -78,7 +78,7 @@ impl Server {
     /// Serves until shutdown; waits for the workers at most `grace` once it begins.
     pub fn run<H>(self, handler: Arc<H>, grace: Duration) -> Outcome
     where
-        H: Fn(&Incoming) -> Reply + Send + Sync + 'static,
+        H: Fn(&Incoming, Responder) + Send + Sync + 'static,
     {
         let (done_tx, done_rx) = mpsc::channel::<Option<String>>();
         for id in 0..self.workers {
@@ -147,7 +147,7 @@ fn wait_for_workers(
 /// One worker's loop. Returns the reason if the listening socket failed.
 fn work(
     http: &tiny_http::Server,
-    handler: &dyn Fn(&Incoming) -> Reply,
+    handler: &dyn Fn(&Incoming, Responder),
     trusted: &TrustedProxies,
     shutdown: &Shutdown,
 ) -> Option<String> {
@@ -173,41 +173,57 @@ fn work(
     }
 }
 
-/// Handles one request, responds, and writes its log line.
+/// Hands one request to the handler with a responder that answers it and
+/// writes its log line, whenever the handler (or the committer) calls it.
 fn serve(
     request: tiny_http::Request,
-    handler: &dyn Fn(&Incoming) -> Reply,
+    handler: &dyn Fn(&Incoming, Responder),
     trusted: &TrustedProxies,
 ) {
-    let started = Instant::now();
     let incoming = Incoming::from_request(&request, trusted);
-    let reply = catch_unwind(AssertUnwindSafe(|| handler(&incoming))).unwrap_or_else(|_| {
-        log::error!(
-            "handler panicked on {} {}",
-            method_name(&request),
-            escaped(&incoming.path)
-        );
-        Reply::text(500, "internal error\n")
-    });
+    let line = LogLine {
+        started: Instant::now(),
+        client: incoming.client_ip,
+        method: method_name(&request),
+        path: escaped(&incoming.path),
+        own_probe: is_own_probe(&incoming.path, incoming.client_ip),
+    };
+    let (method, path) = (line.method.clone(), line.path.clone());
+    let respond = Responder::new(move |reply| answer(request, reply, &line));
+    // A responder dropped by a panic drops its request, which tiny_http answers 500.
+    if catch_unwind(AssertUnwindSafe(|| handler(&incoming, respond))).is_err() {
+        log::error!("handler panicked on {method} {path}");
+    }
+}
+
+/// A request's log line, but for the status and the time it took.
+struct LogLine {
+    started: Instant,
+    client: IpAddr,
+    method: String,
+    path: String,
+    own_probe: bool,
+}
+
+fn answer(request: tiny_http::Request, reply: Reply, line: &LogLine) {
     let status = reply.status;
-    let method = method_name(&request);
     // An error here means the client (nginx) went away; there is nobody left to tell.
     if let Err(e) = request.respond(reply.into_response()) {
         log::debug!("could not send the response: {e}");
     }
     // A container's own health probe every few seconds would bury the real
     // traffic; it stays visible at LOG_LEVEL=debug.
-    let level = if is_own_probe(&incoming.path, incoming.client_ip) && status == 200 {
-        log::Level::Debug
-    } else {
-        log::Level::Info
+    let level = match line.own_probe && status == 200 {
+        true => log::Level::Debug,
+        false => log::Level::Info,
     };
     log::log!(
         level,
-        "{} {method} {} {status} {:.1}ms",
-        incoming.client_ip,
-        escaped(&incoming.path),
-        started.elapsed().as_secs_f64() * 1000.0
+        "{} {} {} {status} {:.1}ms",
+        line.client,
+        line.method,
+        line.path,
+        line.started.elapsed().as_secs_f64() * 1000.0
     );
 }
 
@@ -267,9 +283,9 @@ mod tests {
         )
         .expect("server");
         let shutdown = Arc::clone(server.shutdown());
-        let handler = Arc::new(|incoming: &Incoming| {
+        let handler = Arc::new(|incoming: &Incoming, respond: Responder| {
             assert!(incoming.path != "/panic", "a bug in a handler");
-            Reply::text(200, "fine\n")
+            respond.send(Reply::text(200, "fine\n"));
         });
         let running = thread::spawn(move || server.run(handler, Duration::from_secs(5)));
 

@@ -188,12 +188,19 @@ sql_snapshot() {
            SELECT GROUP_CONCAT(slot, ':', hits ORDER BY slot) FROM hit_counter;"
 }
 
-# usage: sql_reapply_keeps_data
+# usage: sql_reapply_keeps_data   (over a database of the earlier schema, with
+# its two extra indexes: they go, every row stays)
 sql_reapply_keeps_data() {
   local before
+  sql_as_root "ALTER TABLE access_log ADD KEY ix_access_log_internal_ip (internal_ip, accessed_at),
+                                      ADD KEY ix_access_log_client_ip (client_ip, accessed_at)" || return 1
   before=$(sql_snapshot) || return 1
   sql_apply || return 1
-  tap_expect_equal "access_log and hit_counter after a second apply" "$before" "$(sql_snapshot)"
+  tap_expect_equal "access_log and hit_counter after a second apply" "$before" "$(sql_snapshot)" &&
+    tap_expect_equal "access_log's indexes" "ix_access_log_accessed_at PRIMARY uq_access_log_request_id" \
+      "$(sql_as_root "SELECT GROUP_CONCAT(DISTINCT INDEX_NAME ORDER BY INDEX_NAME SEPARATOR ' ')
+                    FROM information_schema.STATISTICS
+                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'access_log'")"
 }
 
 # usage: sql_app_works_after_reapply   (re-creating the procedures dropped their
@@ -287,7 +294,7 @@ sql_checks() {
     sql_app_denied 'CREATE TABLE probe (x INT)' 'SELECT * FROM mysql.user'
   sql_views_agree
   tap_check "04_app_account.sql without @app_password fails with a clear message" sql_app_account_setup_needs_password
-  tap_check "a second apply keeps every row and the counter" sql_reapply_keeps_data
+  tap_check "a second apply keeps every row and the counter, and drops the old indexes" sql_reapply_keeps_data
   tap_check "after the second apply the app account still works" sql_app_works_after_reapply
 }
 
