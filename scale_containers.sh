@@ -74,17 +74,20 @@ setting() {
   printf '%s\n' "${value:-$2}"
 }
 
-# The database refuses connections beyond max_connections: N pools must fit.
+# The database refuses connections beyond max_connections: N replicas' pools
+# and committers must fit. The defaults are the app's (README, Configuration).
 warn_connections() {
-  local n=$1 pool max db
-  pool=$(setting DB_POOL_SIZE 8)
+  local n=$1 pool committers each max db
+  pool=$(setting DB_POOL_SIZE 4)
+  committers=$(setting HIT_COMMITTERS 1)
   db=$(compose ps -q db)
   # Ask the server itself; fall back to the configured value.
   max=$(docker exec "$db" sh -c 'MYSQL_PWD=$MYSQL_ROOT_PASSWORD mysql -uroot -h127.0.0.1 -N -B -e "SELECT @@max_connections"' 2>/dev/null) ||
     max=$(setting DB_MAX_CONNECTIONS 200)
-  [[ $pool =~ ^[0-9]+$ ]] && [[ $max =~ ^[0-9]+$ ]] || return 0
-  if ((n * pool > max)); then
-    warn "$n replicas x DB_POOL_SIZE $pool = $((n * pool)) connections, more than MySQL's max_connections ($max); raise DB_MAX_CONNECTIONS or lower DB_POOL_SIZE"
+  [[ $pool =~ ^[0-9]+$ ]] && [[ $committers =~ ^[0-9]+$ ]] && [[ $max =~ ^[0-9]+$ ]] || return 0
+  each=$((pool + committers))
+  if ((n * each > max)); then
+    warn "$n replicas x $each connections (DB_POOL_SIZE $pool + HIT_COMMITTERS $committers) = $((n * each)), more than MySQL's max_connections ($max); raise DB_MAX_CONNECTIONS or lower DB_POOL_SIZE"
   fi
 }
 

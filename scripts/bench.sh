@@ -6,10 +6,14 @@
 #   - record_hits with one hit, called straight from mysqlslap at the same
 #     concurrency: the database's own one-call-per-hit ceiling.
 # At BENCH_CONNECTIONS (32 and 64), then at one connection for low-load
-# latency. Prints requests/s, p50, p99, the mean batch the app committed and
-# the ratios; stops with an error on any non-2xx answer or counter != rows.
+# latency. Each GET / figure is the mean of BENCH_ROUNDS runs, the two
+# settings taking turns (A B B A ...) on the same warm MySQL, with the app
+# instances restarted for each. Prints requests/s, p50, p99, the mean batch
+# the app committed and the ratios; stops with an error on any non-2xx
+# answer or counter != rows.
 # usage: scripts/bench.sh   (as root)
 # env:   BENCH_SECONDS (10)  BENCH_CONNECTIONS ("32 64")  BENCH_INSTANCES (3)
+#        BENCH_ROUNDS (2)
 set -Eeuo pipefail
 ME=bench
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -17,6 +21,7 @@ HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 source "$HERE/lib.sh"
 
 SECONDS_EACH=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-2}
 read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-32 64}"
 INSTANCES=${BENCH_INSTANCES:-3}
 # A stack of its own, away from the default stack's and the tests' addresses.
@@ -26,7 +31,7 @@ ROW='%-6s %-34s %9s %9s %9s %8s %7s\n'
 
 bench_check_args() {
   local name value
-  for name in SECONDS_EACH INSTANCES; do
+  for name in SECONDS_EACH INSTANCES ROUNDS; do
     [[ ${!name} =~ ^[1-9][0-9]{0,3}$ ]] || die "$name must be a whole number from 1 to 9999, got: ${!name}"
   done
   for value in "${CONNECTIONS[@]}"; do
@@ -40,11 +45,10 @@ bench_install() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 }
 
-# usage: bench_stack [VAR=VALUE...]   (a fresh start of every server, the data
-# kept, the app instances with these settings)
+# usage: bench_stack [VAR=VALUE...]   (starts what is not running: after
+# bench_stop_apps, the app instances, with these settings)
 bench_stack() {
   local out
-  "$HERE/local-stack.sh" down >/dev/null 2>&1
   out=$(env "$@" "$HERE/local-stack.sh" up "$INSTANCES" 2>&1) || die "the stack did not start: $out"
 }
 
@@ -95,8 +99,8 @@ bench_mean_batch() {
   awk -v h="$hits" -v b="$batches" 'BEGIN { printf "%.1f\n", (b ? h / b : 0) }'
 }
 
-# usage: bench_hits CONNECTIONS [VAR=VALUE...]   (GET / on a fresh start with
-# these settings; prints "req/s p50 p99 non-2xx mean-batch")
+# usage: bench_hits CONNECTIONS [VAR=VALUE...]   (GET / on instances freshly
+# started with these settings; prints "req/s p50 p99 non-2xx mean-batch")
 bench_hits() {
   local connections=$1 result
   shift
@@ -106,6 +110,28 @@ bench_hits() {
   bench_stop_apps
   bench_check_counts
   printf '%s %s\n' "$result" "$(bench_mean_batch)"
+}
+
+# usage: bench_pair CONNECTIONS   (group commit and HIT_BATCH_MAX=1, ROUNDS
+# runs each, in turns A B B A ...; prints two lines, each the means of a setting)
+bench_pair() {
+  local c=$1 round order batched=() single=()
+  for ((round = 0; round < ROUNDS; round++)); do
+    for order in $( ((round % 2 == 0)) && echo "batched single" || echo "single batched"); do
+      case $order in
+        batched) batched+=("$(bench_hits "$c")") ;;
+        single) single+=("$(bench_hits "$c" HIT_BATCH_MAX=1)") ;;
+      esac
+    done
+  done
+  bench_mean "${batched[@]}"
+  bench_mean "${single[@]}"
+}
+
+# usage: bench_mean "req p50 p99 bad batch"...   (field by field; non-2xx summed)
+bench_mean() {
+  printf '%s\n' "$@" | awk '{ for (i = 1; i <= NF; i++) sum[i] += $i; n++ }
+    END { printf "%.0f %.2f %.2f %d %.1f\n", sum[1] / n, sum[2] / n, sum[3] / n, sum[4], sum[5] / n }'
 }
 
 # usage: bench_mysqlslap CONNECTIONS   (calls/s of record_hits with one hit)
@@ -144,15 +170,15 @@ bench_ratio() {
 
 # usage: bench_at CONNECTIONS   (the four runs at one concurrency, and their ratios)
 bench_at() {
-  local c=$1 batched single health ceiling
-  batched=$(bench_hits "$c")
-  single=$(bench_hits "$c" HIT_BATCH_MAX=1)
-  read -r -a batched <<<"$batched"
-  read -r -a single <<<"$single"
+  local c=$1 pair batched single health ceiling
+  pair=$(bench_pair "$c")
+  read -r -a batched <<<"$(head -n1 <<<"$pair")"
+  read -r -a single <<<"$(tail -n1 <<<"$pair")"
   bench_stack
   read -r -a health <<<"$(bench_wrk "$c" /healthz)"
   ceiling=$(bench_mysqlslap "$c")
   bench_check_counts
+  bench_stop_apps
   bench_row "$c" "GET / (group commit)" "${batched[@]}"
   bench_row "$c" "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
   bench_row "$c" "GET /healthz (nginx -> app)" "${health[@]}"
@@ -167,22 +193,24 @@ bench_cleanup() {
 }
 
 main() {
-  local c batched single
+  local c pair batched single
   require_root "the local stack runs MySQL and nginx in a chroot"
   bench_check_args
   bench_install
   trap bench_cleanup EXIT
   "$HERE/local-stack.sh" purge >/dev/null 2>&1 || true
-  log "${SECONDS_EACH}s per run over $INSTANCES instances; each GET / run on freshly started instances"
+  bench_stack
+  log "warming MySQL up for 10 s, then ${SECONDS_EACH}s per run over $INSTANCES instances"
+  wrk -t2 -c64 -d10s "$URL/" >/dev/null
+  bench_stop_apps
   # shellcheck disable=SC2059
   printf "\n$ROW" conns run 'req/s' 'p50 ms' 'p99 ms' 'non-2xx' batch
   for c in "${CONNECTIONS[@]}"; do
     bench_at "$c"
   done
-  batched=$(bench_hits 1)
-  single=$(bench_hits 1 HIT_BATCH_MAX=1)
-  read -r -a batched <<<"$batched"
-  read -r -a single <<<"$single"
+  pair=$(bench_pair 1)
+  read -r -a batched <<<"$(head -n1 <<<"$pair")"
+  read -r -a single <<<"$(tail -n1 <<<"$pair")"
   bench_row 1 "GET / (group commit)" "${batched[@]}"
   bench_row 1 "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
   bench_ratio "p50 group commit : p50 HIT_BATCH_MAX=1" "${batched[1]}" "${single[1]}"

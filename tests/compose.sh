@@ -496,7 +496,7 @@ step_connection_warning() {
     tap_diag "$out"
     return 1
   }
-  grep -q "2 replicas x DB_POOL_SIZE 150 = 300 connections, more than MySQL's max_connections (200)" <<<"$out" || {
+  grep -q "2 replicas x 151 connections (DB_POOL_SIZE 150 + HIT_COMMITTERS 1) = 302, more than MySQL's max_connections (200)" <<<"$out" || {
     tap_diag "no warning in: $out"
     return 1
   }
@@ -612,7 +612,7 @@ main() {
   step_sticky
   step_scale_up
   step_scale_down
-  tap_check "scale_containers.sh warns when N x DB_POOL_SIZE exceeds max_connections" step_connection_warning
+  tap_check "scale_containers.sh warns when N x (DB_POOL_SIZE + HIT_COMMITTERS) exceeds max_connections" step_connection_warning
   step_count_matches
   step_persistence
   step_logs_and_mysql

@@ -19,4 +19,22 @@ fn sigterm_under_load_loses_no_request_and_the_counter_still_equals_the_rows() {
         log.contains("stopped: Drained"),
         "instance 1 drained and exited cleanly:\n{log}"
     );
+    // Under 32 connections, hits that arrived during a commit shared the next one.
+    let (hits, batches) = committed(&log).expect("the instance logged its commits");
+    assert!(
+        hits > batches,
+        "{hits} hits in {batches} batches: hits were grouped"
+    );
+}
+
+/// The instance's exit line: "committed H hits in B batches".
+fn committed(log: &str) -> Option<(u64, u64)> {
+    let line = log.lines().rev().find(|l| l.contains("committed "))?;
+    let mut words = line
+        .split_whitespace()
+        .skip_while(|w| *w != "committed")
+        .skip(1);
+    let hits = words.next()?.parse().ok()?;
+    let batches = words.nth(2)?.parse().ok()?;
+    Some((hits, batches))
 }
