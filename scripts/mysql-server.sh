@@ -96,20 +96,47 @@ mysql_log() {
 }
 
 # usage: mysql_init DIR   (initialises DIR/mysql unless it already holds data;
-# root@localhost gets no password, so keep the server on loopback)
+# root@localhost gets no password, so keep the server on loopback). A fresh
+# data directory is a copy of one initialised once per machine and server:
+# initialising takes MySQL 9.7 about 5 s, copying under one.
 mysql_init() {
-  local dir=$1 datadir=$1/mysql log
+  local dir=$1 datadir=$1/mysql log template
   log=$(mysql_log "$dir")
   mkdir -p "$dir/log" "$dir/run" "$dir/mysql-files"
   if [[ -d $datadir ]] && [[ -n $(ls -A "$datadir") ]]; then
     return 0
   fi
-  log "initialising the $_MYSQL_FLAVOR data directory $datadir"
-  if ! _mysql_initialise "$datadir" >>"$log" 2>&1; then
-    # A half-written data directory would be taken for a real one next time.
-    rm -rf "$datadir"
-    die_with_log "initialising the $_MYSQL_FLAVOR data directory failed" "$log"
+  template=$(_mysql_template)
+  if [[ ! -d $template ]]; then
+    log "initialising a $_MYSQL_FLAVOR $_MYSQL_VERSION data directory (once; copied for each server)"
+    _mysql_template_build "$template" "$log"
   fi
+  mkdir -p "$datadir"
+  cp -a --reflink=auto "$template/." "$datadir/" ||
+    { rm -rf "$datadir"; die "cannot copy $template to $datadir"; }
+}
+
+# usage: _mysql_template   (prints where this server's initialised data directory is kept)
+_mysql_template() {
+  local source=rootfs
+  [[ -z $_MYSQL_IMAGE ]] || source=image-${_MYSQL_IMAGE//[^A-Za-z0-9._-]/_}
+  [[ -n $_MYSQL_ROOT ]] || [[ -n $_MYSQL_IMAGE ]] || source=host
+  printf '%s\n' "$WEBCLUSTER_CACHE/mysql-templates/$_MYSQL_FLAVOR-$_MYSQL_VERSION-$source"
+}
+
+# usage: _mysql_template_build TEMPLATE LOG   (initialises it in a scratch
+# directory the server can reach, then moves it into place)
+_mysql_template_build() {
+  local scratch
+  scratch=$(mysql_tempdir webcluster-mysql-template)
+  if ! _mysql_initialise "$scratch/mysql" >>"$2" 2>&1; then
+    rm -rf "$scratch"
+    die_with_log "initialising the $_MYSQL_FLAVOR data directory failed" "$2"
+  fi
+  mkdir -p "${1%/*}"
+  rm -rf "$1.tmp"
+  cp -a --reflink=auto "$scratch/mysql" "$1.tmp" && mv "$1.tmp" "$1"
+  rm -rf "$scratch"
 }
 
 _mysql_initialise() {
