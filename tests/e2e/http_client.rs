@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 client over real sockets: keep-alive, a cookie jar, and
 //! a load runner that counts every outcome.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -20,37 +20,51 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers_named(name).next()
+    }
+
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `internal_ip` value this response asks the client to store.
+    /// The `name=value` pairs this response asks the client to store.
+    pub fn set_cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers_named("Set-Cookie")
+            .filter_map(|set| set.split(';').next()?.trim().split_once('='))
+    }
+
+    /// The app's own `internal_ip` cookie, as `internal_ip=<address>`, if set.
     pub fn sticky_cookie(&self) -> Option<String> {
-        let set = self.header("Set-Cookie")?;
-        let pair = set.split(';').next()?.trim();
-        pair.starts_with("internal_ip=").then(|| pair.to_owned())
+        self.set_cookies()
+            .find(|(name, _)| *name == "internal_ip")
+            .map(|(name, value)| format!("{name}={value}"))
     }
 }
 
-/// One client: a kept-alive connection and, if it keeps cookies, its `internal_ip` cookie.
+/// One client: a kept-alive connection and, if it keeps cookies, a cookie jar.
 pub struct Client {
     addr: SocketAddr,
     conn: Option<BufReader<TcpStream>>,
     keeps_cookies: bool,
-    pub cookie: Option<String>,
+    /// Cookies by name: nginx's route cookie and the app's internal_ip.
+    pub jar: BTreeMap<String, String>,
+    /// Sent as the whole Cookie header by a client that keeps none.
+    fixed_cookie: Option<String>,
 }
 
 impl Client {
-    /// A browser-like client that stores the cookie it is given.
+    /// A browser-like client that stores the cookies it is given.
     pub fn new(addr: SocketAddr) -> Client {
         Client {
             addr,
             conn: None,
             keeps_cookies: true,
-            cookie: None,
+            jar: BTreeMap::new(),
+            fixed_cookie: None,
         }
     }
 
@@ -60,8 +74,24 @@ impl Client {
             addr,
             conn: None,
             keeps_cookies: false,
-            cookie: cookie.map(str::to_owned),
+            jar: BTreeMap::new(),
+            fixed_cookie: cookie.map(str::to_owned),
         }
+    }
+
+    /// The Cookie header this client sends.
+    pub fn cookie_header(&self) -> Option<String> {
+        if !self.keeps_cookies {
+            return self.fixed_cookie.clone();
+        }
+        let pairs: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    /// The same client, talking to another address (another nginx) from now on.
+    pub fn switch_to(&mut self, addr: SocketAddr) {
+        self.addr = addr;
+        self.conn = None;
     }
 
     pub fn get(&mut self, path: &str) -> io::Result<Response> {
@@ -79,15 +109,17 @@ impl Client {
                 BufReader::new(stream)
             }
         };
-        let (response, conn) = exchange(conn, method, path, self.cookie.as_deref())?;
+        let (response, conn) = exchange(conn, method, path, self.cookie_header().as_deref())?;
         if response
             .header("Connection")
             .is_none_or(|v| !v.eq_ignore_ascii_case("close"))
         {
             self.conn = Some(conn);
         }
-        if let Some(cookie) = response.sticky_cookie().filter(|_| self.keeps_cookies) {
-            self.cookie = Some(cookie);
+        if self.keeps_cookies {
+            for (name, value) in response.set_cookies() {
+                self.jar.insert(name.to_owned(), value.to_owned());
+            }
         }
         Ok(response)
     }

@@ -1,4 +1,5 @@
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::http_client::{Client, Load};
@@ -12,8 +13,9 @@ fn a_client_that_keeps_its_cookie_stays_on_one_instance_under_load() {
     let first = client.get("/").expect("first request");
     assert_eq!(first.status, 200);
     assert!(
-        client.cookie.is_some(),
-        "the first answer sets the sticky cookie"
+        client.jar.contains_key("webcluster_route") && client.jar.contains_key("internal_ip"),
+        "the first answer sets nginx's route cookie and the app's own: {:?}",
+        client.jar
     );
     let home = first.body.trim().to_owned();
 
@@ -68,6 +70,9 @@ fn a_forged_or_unknown_cookie_is_balanced_and_never_routed_to() {
         "internal_ip=127.0.0.1",
         "internal_ip=<script>",
         "internal_ip=",
+        "webcluster_route=00000000000000000000000000000000",
+        "webcluster_route=127.0.0.1:8000",
+        "webcluster_route=../../../etc/passwd",
     ] {
         let mut client = Client::with_fixed_cookie(stack.http_addr(), Some(cookie));
         let seen: HashSet<String> = (0..12)
@@ -161,4 +166,37 @@ fn scaling_up_brings_a_new_instance_into_rotation_without_a_reload() {
             "the pinned client stayed put"
         );
     }
+}
+
+/// Two nginx replicas with the same configuration and no shared state: a
+/// client whose requests alternate between them stays on one instance, and
+/// new clients still spread.
+#[test]
+fn a_client_stays_on_its_instance_whichever_nginx_replica_it_reaches() {
+    let stack = Stack::up("two-nginx", 3);
+    let _second = stack.second_nginx(18081);
+    let entries = [stack.http_addr(), SocketAddr::from(([127, 0, 0, 1], 18081))];
+    let mut homes = HashSet::new();
+    for c in 0..6 {
+        let mut client = Client::new(entries[c % 2]);
+        let home = client
+            .get("/")
+            .expect("first request")
+            .body
+            .trim()
+            .to_owned();
+        for i in 1..=20 {
+            client.switch_to(entries[(c + i) % 2]);
+            let response = client.get("/").expect("request");
+            assert_eq!(response.status, 200);
+            assert_eq!(
+                response.body.trim(),
+                home,
+                "client {c}, request {i} through nginx {} left its instance",
+                (c + i) % 2 + 1
+            );
+        }
+        homes.insert(home);
+    }
+    assert!(homes.len() > 1, "new clients spread: {homes:?}");
 }

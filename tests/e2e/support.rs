@@ -152,6 +152,49 @@ impl Stack {
         std::fs::read_to_string(self.dir.join("log/nginx-access.log")).unwrap_or_default()
     }
 
+    /// A second nginx with this stack's configuration, listening on `port`:
+    /// another replica of the entry point, sharing nothing with the first.
+    /// Root filesystem stacks only; stopped when dropped.
+    pub fn second_nginx(&self, port: u16) -> SecondNginx {
+        let root = self
+            .dir
+            .ancestors()
+            .nth(4)
+            .expect("the stack lives in ROOTFS/var/lib/webcluster/NAME")
+            .to_path_buf();
+        let conf = std::fs::read_to_string(self.dir.join("nginx.conf")).expect("nginx.conf");
+        let listen = format!("listen 127.0.0.1:{HTTP_PORT};");
+        assert!(
+            conf.contains(&listen),
+            "the stack's nginx listens on {HTTP_PORT}"
+        );
+        let inside = PathBuf::from("/tmp").join(format!("{}-nginx-2", self.name));
+        let conf = conf
+            .replace(&listen, &format!("listen 127.0.0.1:{port};"))
+            .lines()
+            .map(|line| match line.trim_start().starts_with("access_log /") {
+                true => "    access_log off;",
+                false => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let host_conf = root
+            .join(inside.strip_prefix("/").expect("absolute"))
+            .with_extension("conf");
+        std::fs::write(&host_conf, conf).expect("write the second nginx.conf");
+        let nginx = SecondNginx {
+            root,
+            conf: inside.with_extension("conf"),
+            pid: inside.with_extension("pid"),
+        };
+        assert!(nginx.run(&[]), "the second nginx started");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for(Duration::from_secs(10), "the second nginx", || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        nginx
+    }
+
     /// What instance `i` wrote to stdout and stderr.
     pub fn instance_log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("log/app-{i}.log"))).unwrap_or_default()
@@ -379,4 +422,38 @@ pub fn worker_threads(pid: u32) -> usize {
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .filter(|name| name.starts_with("worker-"))
         .count()
+}
+
+/// An nginx process started by a test, in the stack's root filesystem.
+pub struct SecondNginx {
+    root: PathBuf,
+    conf: PathBuf,
+    pid: PathBuf,
+}
+
+impl SecondNginx {
+    /// Runs nginx with this configuration; true when it exited 0.
+    fn run(&self, extra: &[&str]) -> bool {
+        let globals = format!("pid {}; error_log stderr;", self.pid.display());
+        Command::new("chroot")
+            .arg(&self.root)
+            .arg("nginx")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-g", &globals])
+            .args(extra)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for SecondNginx {
+    fn drop(&mut self) {
+        if !self.run(&["-s", "quit"]) {
+            eprintln!(
+                "warning: could not stop the second nginx ({})",
+                self.conf.display()
+            );
+        }
+    }
 }
