@@ -9,6 +9,8 @@
 #        APP_DB_PASSWORD or APP_DB_PASSWORD_FILE (required): the app account's password
 #        MYSQL_CLIENT (mysql): the client command, split on spaces,
 #          e.g. "chroot /path/to/rootfs mysql"
+#        DB_WAIT_SECONDS (0): how long to wait for the server to accept the
+#          root login first (an orchestrator may start this before MySQL)
 set -Eeuo pipefail
 ME=apply-sql
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -72,6 +74,12 @@ sql_apply() {
   [[ -n $app_password ]] ||
     die "the app account needs a password: set APP_DB_PASSWORD or APP_DB_PASSWORD_FILE"
   read -ra client <<<"$MYSQL_CLIENT"
+  if ((DB_WAIT_SECONDS > 0)); then
+    log "waiting up to $DB_WAIT_SECONDS s for $DB_HOST:$DB_PORT to accept $DB_ROOT_USER"
+    MYSQL_PWD=$root_password wait_until "$DB_WAIT_SECONDS" "MySQL at $DB_HOST:$DB_PORT" \
+      "${client[@]}" -h "$DB_HOST" -P "$DB_PORT" -u "$DB_ROOT_USER" --batch -e 'SELECT 1' ||
+      die "$DB_HOST:$DB_PORT did not accept $DB_ROOT_USER within $DB_WAIT_SECONDS s"
+  fi
   log "applying $SQL_DIR to database $DB_NAME on $DB_HOST:$DB_PORT as $DB_ROOT_USER"
   sql_script "$app_password" |
     MYSQL_PWD=$root_password "${client[@]}" -h "$DB_HOST" -P "$DB_PORT" -u "$DB_ROOT_USER" \
@@ -86,6 +94,8 @@ main() {
   DB_NAME=${DB_NAME:-webcluster}
   DB_ROOT_USER=${DB_ROOT_USER:-root}
   MYSQL_CLIENT=${MYSQL_CLIENT:-mysql}
+  DB_WAIT_SECONDS=${DB_WAIT_SECONDS:-0}
+  [[ $DB_WAIT_SECONDS =~ ^[0-9]{1,5}$ ]] || die "DB_WAIT_SECONDS must be a number of seconds, got: $DB_WAIT_SECONDS"
   # DB_NAME is spliced into SQL as an identifier, so it must be a plain one.
   [[ $DB_NAME =~ ^[A-Za-z0-9_]{1,64}$ ]] ||
     die "DB_NAME must match ^[A-Za-z0-9_]{1,64}\$, got: $DB_NAME"

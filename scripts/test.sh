@@ -3,7 +3,7 @@
 # then runs lints (with actionlint), the workflow rules, unit tests, SQL tests
 # (MySQL 9.7 and MariaDB), the end-to-end tests through nginx on the local
 # stack (then some of them with the servers in containers, as CI runs them),
-# and the Docker Compose end-to-end test on this machine's Docker engine.
+# and the Docker Compose and Swarm end-to-end tests on this machine's engine.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
 ME=tests
@@ -63,9 +63,9 @@ purge_e2e_stacks() {
 # The e2e stacks' servers from the stand-in images, as CI's e2e job runs them
 # from the official ones.
 IMAGE_SERVERS=(MYSQL_IMAGE=webcluster-standin/mysql:local NGINX_IMAGE=webcluster-standin/nginx:local)
-# The tests that signal, stop and restart the servers, and count under load
-# (the long stall and the hostile-input tests run once, on the root filesystem).
-IMAGE_E2E_TESTS=(outages::stopping_mysql outages::a_stalled_mysql stickiness::scaling_up privileges counting)
+# What depends on the servers being containers: stopping and stalling MySQL
+# by its pid, and the image's accounts (the rest runs once, on the root filesystem).
+IMAGE_E2E_TESTS=(outages::stopping_mysql outages::a_stalled_mysql privileges)
 
 # Building the Docker stand-ins is mostly disk work (debootstrap tree, docker
 # import): it runs in the background while the CPU-bound tests run.
@@ -102,6 +102,8 @@ main() {
   bash scripts/lint.sh
   log "workflow rules (tests/workflows.py)"
   python3 tests/workflows.py
+  log "Kubernetes manifests, validated offline (tests/kubernetes.py)"
+  python3 tests/kubernetes.py
   log "unit tests"
   cargo test --release --lib --bins
   log "tiny_http's own tests: the hardening patches (vendor/README.md)"
@@ -120,10 +122,12 @@ main() {
   # Compose versions then build through BuildKit and share its layer cache.
   DOCKER_CONFIG=$(bash tests/docker/cli-plugins.sh)
   export DOCKER_CONFIG
-  log "Docker Compose end-to-end test with docker-compose v1"
-  COMPOSE_TOOL=v1 bash tests/compose.sh
-  log "the same with docker compose v2"
+  log "Docker Compose end-to-end test with docker compose v2"
   COMPOSE_TOOL=v2 bash tests/compose.sh
+  log "the same, up to the first requests, with docker-compose v1.29"
+  COMPOSE_TOOL=v1 COMPOSE_STEPS=smoke bash tests/compose.sh
+  log "Docker Swarm end-to-end test (deploy/swarm/stack.yml)"
+  bash tests/swarm.sh
 }
 
 main "$@"

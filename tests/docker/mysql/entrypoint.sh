@@ -2,8 +2,9 @@
 # Stand-in for the official mysql image's entrypoint. It keeps the part of that
 # image's contract the compose file relies on:
 # - on an empty data directory, initialise it, set root's password from
-#   MYSQL_ROOT_PASSWORD (required then) for 'root'@'localhost' and 'root'@'%',
-#   during which the server listens on a socket only;
+#   MYSQL_ROOT_PASSWORD, or the file MYSQL_ROOT_PASSWORD_FILE names (one is
+#   required then), for 'root'@'localhost' and 'root'@'%', during which the
+#   server listens on a socket only;
 # - create and hand to mysql the directories of --*-file and --log-error options;
 # - run mysqld as the mysql user; run any other command as given.
 set -Eeuo pipefail
@@ -55,7 +56,22 @@ SQL
   note "MySQL init process done. Ready for start up."
 }
 
+# usage: file_env VAR   (VAR, or the contents of the file VAR_FILE names; not both)
+file_env() {
+  local var=$1 file_var=${1}_FILE
+  if [[ -n ${!var:-} ]] && [[ -n ${!file_var:-} ]]; then
+    echo >&2 "error: both $var and $file_var are set (but are exclusive)"
+    exit 1
+  fi
+  if [[ -n ${!file_var:-} ]]; then
+    printf -v "$var" '%s' "$(<"${!file_var}")"
+    export "${var?}"
+  fi
+  unset "$file_var"
+}
+
 main() {
+  file_env MYSQL_ROOT_PASSWORD
   if [[ ${1:-} == -* ]]; then
     set -- mysqld "$@"
   fi

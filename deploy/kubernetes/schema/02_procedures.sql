@@ -1,0 +1,94 @@
+-- The app's only way into the data. SQL SECURITY DEFINER lets an account that
+-- holds nothing but EXECUTE run them. MySQL has no CREATE OR REPLACE PROCEDURE,
+-- hence DROP + CREATE (04 grants EXECUTE on the database, which survives it).
+
+DELIMITER //
+
+-- record_hit, the one-hit procedure of earlier releases, is gone: the app
+-- sends every hit through record_hits now.
+DROP PROCEDURE IF EXISTS record_hit //
+
+DROP PROCEDURE IF EXISTS record_hits //
+CREATE PROCEDURE record_hits(IN p_hits JSON)
+  MODIFIES SQL DATA
+  SQL SECURITY DEFINER
+  COMMENT 'Counts and logs a batch of hits, once per request id; returns how many were new'
+BEGIN
+  DECLARE v_elements INT UNSIGNED;
+  DECLARE v_valid INT UNSIGNED;
+  DECLARE v_recorded INT UNSIGNED DEFAULT 0;
+  DECLARE v_slot TINYINT UNSIGNED;
+  -- Roll back the whole batch on any error, including lock-wait timeouts
+  -- (1205), which on their own roll back only the statement.
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    RESIGNAL;
+  END;
+
+  -- JSON_VALID first: MariaDB's JSON is text, and JSON_TYPE of bad text is NULL.
+  IF p_hits IS NULL OR NOT JSON_VALID(p_hits) OR JSON_TYPE(p_hits) <> 'ARRAY' THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'record_hits: the argument must be a JSON array';
+  END IF;
+  -- Every element is checked before anything is written: INSERT IGNORE below
+  -- would turn a bad value into a warning and half a batch.
+  SET v_elements = JSON_LENGTH(p_hits);
+  SELECT COUNT(*) INTO v_valid
+    FROM JSON_TABLE(p_hits, '$[*]' COLUMNS (
+           request_id  VARCHAR(64) PATH '$.request_id',
+           client_ip   VARCHAR(64) PATH '$.client_ip',
+           internal_ip VARCHAR(64) PATH '$.internal_ip')) AS hit
+   -- Binary collation: the id check must not let 'A-F' through.
+   WHERE CONVERT(hit.request_id USING ascii) COLLATE ascii_bin REGEXP '^[0-9a-f]{32}$'
+     AND (IS_IPV4(hit.client_ip) OR IS_IPV6(hit.client_ip))
+     AND (IS_IPV4(hit.internal_ip) OR IS_IPV6(hit.internal_ip));
+  IF v_valid <> v_elements THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'record_hits: invalid element';
+  END IF;
+
+  IF v_elements > 0 THEN
+    -- The slot is chosen once: RAND() in the WHERE clause would run per row.
+    SET v_slot = FLOOR(RAND() * 64);
+    START TRANSACTION;
+    -- A request id already logged (a retry, in this batch or an earlier one)
+    -- is skipped, and only what was inserted is counted. Every row of the
+    -- batch gets the time it was recorded, in UTC.
+    INSERT IGNORE INTO access_log (request_id, client_ip, accessed_at, internal_ip)
+      SELECT hit.request_id, hit.client_ip, UTC_TIMESTAMP(6), hit.internal_ip
+        FROM JSON_TABLE(p_hits, '$[*]' COLUMNS (
+               request_id  CHAR(32)    PATH '$.request_id',
+               client_ip   VARCHAR(45) PATH '$.client_ip',
+               internal_ip VARCHAR(45) PATH '$.internal_ip')) AS hit;
+    SET v_recorded = ROW_COUNT();
+    IF v_recorded > 0 THEN
+      UPDATE hit_counter SET hits = hits + v_recorded WHERE slot = v_slot;
+    END IF;
+    COMMIT;
+  END IF;
+  SELECT v_recorded AS recorded;
+END //
+
+DROP PROCEDURE IF EXISTS read_hits //
+CREATE PROCEDURE read_hits()
+  READS SQL DATA
+  SQL SECURITY DEFINER
+  COMMENT 'The global counter: the sum of the slots'
+BEGIN
+  SELECT CAST(COALESCE(SUM(hits), 0) AS UNSIGNED) AS hits FROM hit_counter;
+END //
+
+DROP PROCEDURE IF EXISTS check_ready //
+CREATE PROCEDURE check_ready()
+  READS SQL DATA
+  SQL SECURITY DEFINER
+  COMMENT '1 when every procedure the app calls exists, else 0'
+BEGIN
+  -- The list, and so its length, lives here only.
+  SELECT COUNT(*) = 2 AS ready
+    FROM information_schema.ROUTINES
+   WHERE ROUTINE_SCHEMA = DATABASE()
+     AND ROUTINE_TYPE = 'PROCEDURE'
+     AND ROUTINE_NAME IN ('record_hits', 'read_hits');
+END //
+
+DELIMITER ;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Applies sql/*.sql in name order with the mysql command-line client (the files
+# use DELIMITER, which only that client understands). Re-runnable: the files
+# keep existing data.
+#
+# usage: scripts/apply-sql.sh
+# env:   DB_HOST (127.0.0.1)  DB_PORT (3306)  DB_NAME (webcluster)
+#        DB_ROOT_USER (root)  DB_ROOT_PASSWORD or DB_ROOT_PASSWORD_FILE (may be empty)
+#        APP_DB_PASSWORD or APP_DB_PASSWORD_FILE (required): the app account's password
+#        MYSQL_CLIENT (mysql): the client command, split on spaces,
+#          e.g. "chroot /path/to/rootfs mysql"
+#        DB_WAIT_SECONDS (0): how long to wait for the server to accept the
+#          root login first (an orchestrator may start this before MySQL)
+set -Eeuo pipefail
+ME=apply-sql
+HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+# shellcheck source=scripts/lib.sh
+source "$HERE/lib.sh"
+SQL_DIR=$(readlink -f "$HERE/../sql")
+
+# usage: sql_secret NAME   (prints $NAME, or the contents of the file named by
+# ${NAME}_FILE without trailing line breaks, as the app reads DB_PASSWORD_FILE)
+sql_secret() {
+  local name=$1 file_name=${1}_FILE value
+  if [[ -n ${!name:-} ]] && [[ -n ${!file_name:-} ]]; then
+    die "set $name or $file_name, not both"
+  fi
+  if [[ -n ${!file_name:-} ]]; then
+    [[ -r ${!file_name} ]] || die "$file_name names an unreadable file: ${!file_name}"
+    value=$(<"${!file_name}")
+    while [[ $value == *[$'\r\n'] ]]; do value=${value%?}; done
+  else
+    value=${!name:-}
+  fi
+  printf '%s' "$value"
+}
+
+# usage: sql_hex TEXT   (prints TEXT's bytes as hex, so a password reaches SQL
+# as X'...' and needs no quoting)
+sql_hex() {
+  printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
+}
+
+# usage: sql_script APP_PASSWORD   (prints the whole session: database,
+# password, then every file with a line naming it once it is applied)
+sql_script() {
+  local file name
+  # shellcheck disable=SC2016  # the backticks quote an SQL identifier
+  printf 'CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4;\nUSE `%s`;\n' "$DB_NAME" "$DB_NAME"
+  printf "SET @app_password = CONVERT(X'%s' USING utf8mb4);\n" "$(sql_hex "$1")"
+  for file in "$SQL_DIR"/*.sql; do
+    name=${file##*/}
+    cat "$file"
+    printf "\nSELECT 'applied sql/%s' AS '';\n" "$name"
+  done
+  printf 'SET @app_password = NULL;\n'
+}
+
+# usage: sql_check_files   (file names are echoed inside SQL string literals)
+sql_check_files() {
+  local file
+  [[ -n $(compgen -G "$SQL_DIR/*.sql") ]] || die "no .sql files in $SQL_DIR"
+  for file in "$SQL_DIR"/*.sql; do
+    [[ ${file##*/} =~ ^[A-Za-z0-9_.-]+$ ]] || die "unexpected file name in sql/: ${file##*/}"
+  done
+}
+
+# usage: sql_apply   (one client session, root password through MYSQL_PWD so
+# it never shows in the process list)
+sql_apply() {
+  local root_password app_password client
+  root_password=$(sql_secret DB_ROOT_PASSWORD)
+  app_password=$(sql_secret APP_DB_PASSWORD)
+  [[ -n $app_password ]] ||
+    die "the app account needs a password: set APP_DB_PASSWORD or APP_DB_PASSWORD_FILE"
+  read -ra client <<<"$MYSQL_CLIENT"
+  if ((DB_WAIT_SECONDS > 0)); then
+    log "waiting up to $DB_WAIT_SECONDS s for $DB_HOST:$DB_PORT to accept $DB_ROOT_USER"
+    MYSQL_PWD=$root_password wait_until "$DB_WAIT_SECONDS" "MySQL at $DB_HOST:$DB_PORT" \
+      "${client[@]}" -h "$DB_HOST" -P "$DB_PORT" -u "$DB_ROOT_USER" --batch -e 'SELECT 1' ||
+      die "$DB_HOST:$DB_PORT did not accept $DB_ROOT_USER within $DB_WAIT_SECONDS s"
+  fi
+  log "applying $SQL_DIR to database $DB_NAME on $DB_HOST:$DB_PORT as $DB_ROOT_USER"
+  sql_script "$app_password" |
+    MYSQL_PWD=$root_password "${client[@]}" -h "$DB_HOST" -P "$DB_PORT" -u "$DB_ROOT_USER" \
+      --batch --skip-column-names --unbuffered --default-character-set=utf8mb4 ||
+    die "applying sql/ to $DB_NAME on $DB_HOST:$DB_PORT failed (the file after the last 'applied' line is at fault)"
+  log "database $DB_NAME is up to date"
+}
+
+main() {
+  DB_HOST=${DB_HOST:-127.0.0.1}
+  DB_PORT=${DB_PORT:-3306}
+  DB_NAME=${DB_NAME:-webcluster}
+  DB_ROOT_USER=${DB_ROOT_USER:-root}
+  MYSQL_CLIENT=${MYSQL_CLIENT:-mysql}
+  DB_WAIT_SECONDS=${DB_WAIT_SECONDS:-0}
+  [[ $DB_WAIT_SECONDS =~ ^[0-9]{1,5}$ ]] || die "DB_WAIT_SECONDS must be a number of seconds, got: $DB_WAIT_SECONDS"
+  # DB_NAME is spliced into SQL as an identifier, so it must be a plain one.
+  [[ $DB_NAME =~ ^[A-Za-z0-9_]{1,64}$ ]] ||
+    die "DB_NAME must match ^[A-Za-z0-9_]{1,64}\$, got: $DB_NAME"
+  [[ $DB_PORT =~ ^[0-9]{1,5}$ ]] || die "DB_PORT must be a port number, got: $DB_PORT"
+  sql_check_files
+  sql_apply
+}
+
+main "$@"

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Shared helpers for the project's scripts. Sourced, never executed.
+# shellcheck disable=SC2034  # variables here are used by the scripts that source this file
+
+# usage: log "message"   (timestamped, to stderr, tagged with the calling script)
+log() {
+  printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "${ME:-${0##*/}}" "$*" >&2
+}
+
+# usage: warn "message"
+warn() {
+  log "warning: $*"
+}
+
+# usage: die "message"   (exits 1)
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# usage: wait_until SECONDS "what we wait for" command [args...]
+# Polls the command every 0.2 s until it succeeds; fails after SECONDS.
+wait_until() {
+  local seconds=$1 what=$2 deadline
+  deadline=$((SECONDS + seconds))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after $seconds s waiting for: $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# usage: pid_alive PIDFILE   (true when the file names a live process; a
+# zombie counts as dead: a killed process stays one until init reaps it,
+# which took ~1.5 s here and may never happen in a container)
+pid_alive() {
+  local pid
+  [[ -s $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] && _pid_live "$pid"
+}
+
+_pid_live() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # The state follows the command name, which is in parentheses.
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+_pid_gone() {
+  ! _pid_live "$1"
+}
+
+# usage: stop_pidfile PIDFILE SECONDS   (SIGTERM, then SIGKILL after SECONDS; removes the file)
+stop_pidfile() {
+  local pid
+  if pid_alive "$1"; then
+    pid=$(<"$1")
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_until "$2" "pid $pid to exit" _pid_gone "$pid"; then
+      warn "pid $pid ignored SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_until 10 "pid $pid to exit" _pid_gone "$pid" || true
+    fi
+  fi
+  rm -f "$1"
+}
+
+# usage: port_in_use PORT [HOST]   (something accepts TCP connections there;
+# checked before a start, so a foreign server is not taken for ours)
+port_in_use() {
+  (: <"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
+}
+
+# usage: host_container_start NAME IMAGE PROGRAM DIR [args...]   (runs
+# IMAGE's PROGRAM in the background as container NAME, replacing a leftover
+# one. On the host's network and pid namespace, with DIR mounted at its own
+# path, so its ports, pid file, signals and paths are a host process's; --rm:
+# once it exits, no container is left.)
+host_container_start() {
+  local name=$1 image=$2 program=$3 dir=$4
+  shift 4
+  container_gone "$name"
+  docker run -d --rm --name "$name" --network host --pid host \
+    -v "$dir:$dir" --entrypoint "$program" "$image" "$@"
+}
+
+# usage: container_gone NAME   (removes the container if there is one, and
+# waits until it is gone: a --rm container may still be being removed)
+container_gone() {
+  docker rm -f "$1" >/dev/null 2>&1 || true
+  wait_until 30 "container $1 to be removed" _container_absent "$1" ||
+    die "container $1 is still there: docker rm -f $1"
+}
+
+_container_absent() {
+  ! docker container inspect "$1" >/dev/null 2>&1
+}
+
+# usage: die_with_log "what failed" LOG   (shows the end of the server's log,
+# then dies naming it)
+die_with_log() {
+  if [[ -s $2 ]]; then
+    warn "last lines of $2:"
+    tail -n 25 "$2" | sed 's/^/    /' >&2
+  fi
+  die "$1; see its log: $2"
+}
+
+# usage: rootfs_path ROOTFS PATH   (prints PATH as a process chrooted to ROOTFS
+# sees it; PATH unchanged when ROOTFS is empty)
+rootfs_path() {
+  local root=${1%/} path=$2
+  if [[ -z $root ]]; then
+    printf '%s\n' "$path"
+  elif [[ $path == "$root"/* ]]; then
+    printf '%s\n' "${path#"$root"}"
+  else
+    die "$path is outside the root filesystem $root, so a chrooted server cannot see it"
+  fi
+}
+
+# usage: raise_open_file_limit WANT NEED   (soft limit to WANT, or to the
+# hard limit when that is lower; fails when that leaves less than NEED)
+raise_open_file_limit() {
+  local want=$1 hard
+  hard=$(ulimit -Hn)
+  [[ $hard == unlimited ]] || ((hard >= want)) || want=$hard
+  ulimit -n "$want" 2>/dev/null && ((want >= $2))
+}
+
+# usage: require_root "why"
+require_root() {
+  ((EUID == 0)) || die "must run as root: $1"
+}
+
+# The cache lives outside the repository so a fresh clone reuses it.
+WEBCLUSTER_CACHE=${WEBCLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/webcluster}

