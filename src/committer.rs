@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use crate::db::{DbError, Hit, HitWriter};
+use crate::metrics::metrics;
 
 /// Why a hit was not recorded. Every case is a 503 to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +108,7 @@ impl Committer {
                 Some(done)
             } else {
                 queue.waiting.push_back(Waiter { hit, done });
+                metrics().set_queue_depth(queue.waiting.len());
                 None
             }
         };
@@ -163,7 +165,9 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         let take = queue.waiting.len().min(self.batch_max);
-        Some(queue.waiting.drain(..take).collect())
+        let batch = queue.waiting.drain(..take).collect();
+        metrics().set_queue_depth(queue.waiting.len());
+        Some(batch)
     }
 }
 
@@ -171,10 +175,16 @@ impl Shared {
 fn commit_batches(shared: &Shared, mut writer: Box<dyn HitWriter>) {
     while let Some(batch) = shared.next_batch() {
         let hits: Vec<&Hit> = batch.iter().map(|w| &w.hit).collect();
-        let outcome = writer.record_hits(&hits).map(drop).map_err(|error| {
-            log::error!("a batch of {} hit(s) was not recorded: {error}", hits.len());
-            NotRecorded::from(&error)
-        });
+        let outcome = match writer.record_hits(&hits) {
+            Ok(recorded) => {
+                metrics().batch(hits.len(), recorded);
+                Ok(())
+            }
+            Err(error) => {
+                log::error!("a batch of {} hit(s) was not recorded: {error}", hits.len());
+                Err(NotRecorded::from(&error))
+            }
+        };
         if outcome.is_ok() {
             shared.batches.fetch_add(1, Ordering::Relaxed);
             shared.hits.fetch_add(hits.len() as u64, Ordering::Relaxed);

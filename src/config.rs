@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client_ip::TrustedProxies;
+use crate::logging::LogSettings;
 
 const DEFAULT_WORKERS: usize = 8;
 const DEFAULT_COMMITTERS: usize = 1;
@@ -24,10 +25,10 @@ pub struct Config {
     /// `HIT_COMMITTERS`: batches in flight at once, each on its own connection.
     pub hit_committers: usize,
     pub db: DbSettings,
-    /// `LOG_DIR`: one log file per instance is written here.
-    pub log_dir: PathBuf,
-    /// `LOG_LEVEL`.
-    pub log_level: log::LevelFilter,
+    /// `LOG_DIR`, `LOG_LEVEL`, `LOG_MAX_BYTES`, `LOG_FILES`.
+    pub log: LogSettings,
+    /// Where `GET /metrics` is served; `None` when METRICS_ADDR is `off`.
+    pub metrics_addr: Option<SocketAddr>,
     /// `COOKIE_TTL_SECONDS`: Max-Age of the sticky cookie.
     pub cookie_ttl_seconds: u32,
     /// `TRUSTED_PROXIES`: peers whose X-Real-IP and X-Request-ID are believed.
@@ -133,12 +134,24 @@ impl Config {
                     .map(Duration::from_millis)?,
                 write_timeout: env.millis("DB_WRITE_TIMEOUT_MS", 5_000)?,
             },
-            log_dir: PathBuf::from(env.get("LOG_DIR").unwrap_or_else(|| "logs".into())),
-            log_level: env.parsed(
-                "LOG_LEVEL",
-                "info",
-                "one of off, error, warn, info, debug, trace",
-            )?,
+            log: LogSettings {
+                dir: PathBuf::from(env.get("LOG_DIR").unwrap_or_else(|| "logs".into())),
+                level: env.parsed(
+                    "LOG_LEVEL",
+                    "info",
+                    "one of off, error, warn, info, debug, trace",
+                )?,
+                max_bytes: env.number("LOG_MAX_BYTES", 10 * 1024 * 1024, 4096, 1 << 40)?,
+                files: env.number("LOG_FILES", 5, 0, 100)?,
+            },
+            metrics_addr: match env.get("METRICS_ADDR").as_deref() {
+                Some("off") => None,
+                _ => Some(env.parsed(
+                    "METRICS_ADDR",
+                    "0.0.0.0:9100",
+                    "an address like 0.0.0.0:9100, or off",
+                )?),
+            },
             cookie_ttl_seconds: env.number("COOKIE_TTL_SECONDS", 300, 1, 31_536_000)?,
             trusted_proxies: env.parsed(
                 "TRUSTED_PROXIES",
@@ -299,7 +312,10 @@ mod tests {
         assert_eq!(config.db.user, "webcluster_app");
         assert_eq!(config.db.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.cookie_ttl_seconds, 300);
-        assert_eq!(config.log_level, log::LevelFilter::Info);
+        assert_eq!(config.log.level, log::LevelFilter::Info);
+        assert_eq!(config.log.max_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.log.files, 5);
+        assert_eq!(config.metrics_addr, Some("0.0.0.0:9100".parse().unwrap()));
         assert_eq!(config.internal_ip, None);
         assert_eq!(config.connections.header_timeout, Duration::from_secs(5));
         assert_eq!(config.connections.idle_timeout, Duration::from_secs(60));
@@ -341,6 +357,9 @@ mod tests {
             ("MAX_HEADER_BYTES", "2048"),
             ("MAX_CONNECTIONS", "64"),
             ("QUEUE_TIMEOUT_MS", "1500"),
+            ("LOG_MAX_BYTES", "65536"),
+            ("LOG_FILES", "2"),
+            ("METRICS_ADDR", "127.0.0.2:9101"),
         ])
         .expect("valid settings");
         assert_eq!(config.listen_addr, "127.0.0.2:9000".parse().unwrap());
@@ -355,8 +374,11 @@ mod tests {
         assert_eq!(config.db.pool_size, 8);
         assert_eq!(config.db.read_timeout, Duration::from_millis(2500));
         assert_eq!(config.db.write_timeout, Duration::from_millis(300));
-        assert_eq!(config.log_dir, PathBuf::from("/var/log/app"));
-        assert_eq!(config.log_level, log::LevelFilter::Debug);
+        assert_eq!(config.log.dir, PathBuf::from("/var/log/app"));
+        assert_eq!(config.log.level, log::LevelFilter::Debug);
+        assert_eq!(config.log.max_bytes, 65536);
+        assert_eq!(config.log.files, 2);
+        assert_eq!(config.metrics_addr, Some("127.0.0.2:9101".parse().unwrap()));
         assert_eq!(config.cookie_ttl_seconds, 60);
         assert!(config.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
         assert!(
@@ -408,6 +430,9 @@ mod tests {
             ("MAX_HEADER_BYTES", "2097152", "over 1 MiB"),
             ("MAX_CONNECTIONS", "0", "zero"),
             ("QUEUE_TIMEOUT_MS", "-5", "negative"),
+            ("LOG_MAX_BYTES", "100", "smaller than a few lines"),
+            ("LOG_FILES", "101", "over the maximum"),
+            ("METRICS_ADDR", "9100", "no host part"),
         ];
         for (variable, value, why) in cases {
             let error = config_from(&[(variable, value)]).expect_err(why);
@@ -417,6 +442,12 @@ mod tests {
                 "{why}: message {error} names the variable"
             );
         }
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off() {
+        let config = config_from(&[("METRICS_ADDR", "off")]).expect("valid");
+        assert_eq!(config.metrics_addr, None);
     }
 
     #[test]

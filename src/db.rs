@@ -11,6 +11,7 @@ use mysql::{Conn, Opts, OptsBuilder};
 use rand::RngExt;
 
 use crate::config::DbSettings;
+use crate::metrics::metrics;
 use crate::pool::{CheckoutError, Lease, Pool};
 use crate::request_id::RequestId;
 
@@ -125,13 +126,17 @@ impl Db {
 
     /// The global counter.
     pub fn read_hits(&self) -> Result<u64, DbError> {
-        self.call(|conn| conn.query_first::<u64, _>("CALL read_hits()"))?
-            .ok_or_else(|| DbError::UnexpectedReply("read_hits returned no row".into()))
+        self.call("read_hits", |conn| {
+            conn.query_first::<u64, _>("CALL read_hits()")
+        })?
+        .ok_or_else(|| DbError::UnexpectedReply("read_hits returned no row".into()))
     }
 
     /// The database answers and every procedure the app calls exists.
     pub fn check_ready(&self) -> Result<(), DbError> {
-        match self.call(|conn| conn.query_first::<u64, _>("CALL check_ready()"))? {
+        match self.call("check_ready", |conn| {
+            conn.query_first::<u64, _>("CALL check_ready()")
+        })? {
             Some(1) => Ok(()),
             other => Err(DbError::UnexpectedReply(format!(
                 "check_ready answered {other:?}: a procedure the app calls is missing"
@@ -140,8 +145,12 @@ impl Db {
     }
 
     /// Runs `op` on a pooled connection, retrying the errors in `RETRYABLE`.
-    fn call<T>(&self, op: impl Fn(&mut mysql::Conn) -> mysql::Result<T>) -> Result<T, DbError> {
-        retrying(self.retry_budget, || self.call_once(&op))
+    fn call<T>(
+        &self,
+        name: &'static str,
+        op: impl Fn(&mut mysql::Conn) -> mysql::Result<T>,
+    ) -> Result<T, DbError> {
+        measured(name, || retrying(self.retry_budget, || self.call_once(&op)))
     }
 
     fn call_once<T>(
@@ -181,7 +190,9 @@ impl HitWriter for BatchWriter {
     /// request ids make a retry count each hit once.
     fn record_hits(&mut self, hits: &[&Hit]) -> Result<u64, DbError> {
         let batch = hits_json(hits);
-        retrying(self.retry_budget, || self.call_once(&batch))
+        measured("record_hits", || {
+            retrying(self.retry_budget, || self.call_once(&batch))
+        })
     }
 }
 
@@ -252,6 +263,17 @@ fn lock_wait_seconds(read_timeout: Duration) -> u64 {
     (read_timeout.as_secs() / 2).max(1)
 }
 
+/// Runs `call`, recording its time and final error in the metrics.
+fn measured<T>(
+    name: &'static str,
+    call: impl FnOnce() -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let started = Instant::now();
+    let result = call();
+    metrics().db_call(name, started.elapsed(), result.as_ref().err());
+    result
+}
+
 /// Runs `attempt` again, after a jittered pause, while it fails with an error
 /// after which the CALL had no effect and `budget` is not spent. Never
 /// retries when the outcome is unknown.
@@ -269,6 +291,7 @@ fn retrying<T>(
                     && started.elapsed() < budget =>
             {
                 log::warn!("database error {code} (attempt {tries}), retrying: {message}");
+                metrics().db_retry();
                 thread::sleep(retry_delay(tries));
                 tries += 1;
             }

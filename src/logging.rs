@@ -1,11 +1,26 @@
-//! Logs to stderr and to one file per instance in LOG_DIR, without colour codes.
+//! Logs to stderr and to one file per instance in LOG_DIR, without colour
+//! codes. The file rotates by size (LOG_MAX_BYTES, LOG_FILES); stderr stays a
+//! plain stream for the container runtime, which caps it itself.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, LineWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
+
+use crate::log_file::RotatingFile;
+
+/// Where and how much to log.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub dir: PathBuf,
+    pub level: LevelFilter,
+    /// The file rotates before it would grow past this.
+    pub max_bytes: u64,
+    /// Rotated files kept beside the current one.
+    pub files: usize,
+}
 
 /// The instance's log file: one per internal IP, so replicas sharing a directory never interleave.
 pub fn log_file_path(dir: &Path, internal_ip: IpAddr) -> PathBuf {
@@ -13,10 +28,10 @@ pub fn log_file_path(dir: &Path, internal_ip: IpAddr) -> PathBuf {
 }
 
 /// Installs the global logger; returns the file it appends to.
-pub fn init(dir: &Path, internal_ip: IpAddr, level: LevelFilter) -> io::Result<PathBuf> {
-    fs::create_dir_all(dir)?;
-    let path = log_file_path(dir, internal_ip);
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+pub fn init(settings: &LogSettings, internal_ip: IpAddr) -> io::Result<PathBuf> {
+    fs::create_dir_all(&settings.dir)?;
+    let path = log_file_path(&settings.dir, internal_ip);
+    let file = RotatingFile::open(&path, settings.max_bytes, settings.files)?;
     let config = ConfigBuilder::new()
         .set_time_format_rfc3339()
         .set_thread_level(LevelFilter::Off)
@@ -28,13 +43,18 @@ pub fn init(dir: &Path, internal_ip: IpAddr, level: LevelFilter) -> io::Result<P
     // WriteLogger, not TermLogger: no ANSI codes in redirected output.
     // simplelog writes a line in many small pieces; LineWriter makes that one
     // write(2) per line and sink: /healthz went from ~11,000 to ~19,000 req/s.
-    WriteLogger::init(level, config, LineWriter::new(Tee { file })).map_err(io::Error::other)?;
+    WriteLogger::init(
+        settings.level,
+        config,
+        LineWriter::with_capacity(64 * 1024, Tee { file }),
+    )
+    .map_err(io::Error::other)?;
     Ok(path)
 }
 
 /// One formatted line, written to stderr and to the instance's file.
 struct Tee {
-    file: File,
+    file: RotatingFile,
 }
 
 impl Write for Tee {

@@ -14,6 +14,7 @@ use webcluster::healthcheck;
 use webcluster::http::{Incoming, Responder};
 use webcluster::internal_ip::choose_internal_ip;
 use webcluster::logging;
+use webcluster::metrics_endpoint;
 use webcluster::server::{Outcome, Server, ServerSettings};
 
 const USAGE: &str = "usage: webcluster              serve (configured by environment variables)
@@ -92,14 +93,13 @@ fn serve() -> ExitCode {
 fn run(config: Config) -> Result<Outcome, String> {
     let internal = choose_internal_ip(config.internal_ip, &config.db.host, config.db.port)
         .map_err(|e| e.to_string())?;
-    let log_file =
-        logging::init(&config.log_dir, internal.addr, config.log_level).map_err(|e| {
-            format!(
-                "cannot write logs to {} as uid {}: {e}",
-                config.log_dir.display(),
-                own_uid()
-            )
-        })?;
+    let log_file = logging::init(&config.log, internal.addr).map_err(|e| {
+        format!(
+            "cannot write logs to {} as uid {}: {e}",
+            config.log.dir.display(),
+            own_uid()
+        )
+    })?;
     log::info!(
         "internal IP {} (from {}); logging to {}",
         internal.addr,
@@ -118,6 +118,13 @@ fn run(config: Config) -> Result<Outcome, String> {
         },
     )
     .map_err(|e| format!("cannot start the server: {e}"))?;
+    if let Some(addr) = config.metrics_addr {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} (METRICS_ADDR): {e}"))?;
+        metrics_endpoint::start(listener, server.connection_count())
+            .map_err(|e| format!("cannot serve metrics: {e}"))?;
+        log::info!("metrics at http://{addr}/metrics");
+    }
     server
         .shutdown()
         .on_signals()

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use mysql::{Conn, Opts};
 
+use crate::metrics::metrics;
+
 /// Why no connection could be had.
 #[derive(Debug)]
 pub enum CheckoutError {
@@ -33,6 +35,14 @@ struct State {
     idle: Vec<Conn>,
     /// Connections checked out or being opened.
     in_use: usize,
+    /// Callers waiting for a place.
+    waiting: usize,
+}
+
+impl State {
+    fn publish(&self) {
+        metrics().set_pool(self.in_use, self.waiting);
+    }
 }
 
 impl Pool {
@@ -45,6 +55,7 @@ impl Pool {
             state: Mutex::new(State {
                 idle: Vec::new(),
                 in_use: 0,
+                waiting: 0,
             }),
             freed: Condvar::new(),
         }
@@ -84,18 +95,26 @@ impl Pool {
     fn reserve_slot(&self) -> Result<Slot<'_>, CheckoutError> {
         let deadline = Instant::now() + self.wait;
         let mut state = self.lock();
-        while state.in_use >= self.size {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(CheckoutError::Exhausted(self.wait));
+        if state.in_use >= self.size {
+            state.waiting += 1;
+            state.publish();
+            while state.in_use >= self.size {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    state.waiting -= 1;
+                    state.publish();
+                    return Err(CheckoutError::Exhausted(self.wait));
+                }
+                state = self
+                    .freed
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            state = self
-                .freed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state.waiting -= 1;
         }
         state.in_use += 1;
+        state.publish();
         Ok(Slot { pool: self })
     }
 
@@ -136,7 +155,10 @@ struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.pool.lock().in_use -= 1;
+        let mut state = self.pool.lock();
+        state.in_use -= 1;
+        state.publish();
+        drop(state);
         self.pool.freed.notify_one();
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::client_ip::TrustedProxies;
 use crate::config::ConnectionLimits;
 use crate::http::{Incoming, Reply, Responder};
+use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 
 /// How often the main thread checks whether shutdown has begun.
@@ -69,6 +70,12 @@ impl Server {
             workers: settings.workers,
             trusted_proxies: Arc::new(settings.trusted_proxies),
         })
+    }
+
+    /// Reads the number of open client connections, for the metrics.
+    pub fn connection_count(&self) -> impl Fn() -> usize + Send + 'static {
+        let http = Arc::clone(&self.http);
+        move || http.num_connections()
     }
 
     pub fn shutdown(&self) -> &Arc<Shutdown> {
@@ -211,6 +218,9 @@ fn answer(request: tiny_http::Request, reply: Reply, line: &LogLine) {
     if let Err(e) = request.respond(reply.into_response()) {
         log::debug!("could not send the response: {e}");
     }
+    let took = line.started.elapsed();
+    // The escaped path names the same route: only control characters differ.
+    metrics().request(&line.path, status, took);
     // A container's own health probe every few seconds would bury the real
     // traffic; it stays visible at LOG_LEVEL=debug.
     let level = match line.own_probe && status == 200 {
@@ -223,7 +233,7 @@ fn answer(request: tiny_http::Request, reply: Reply, line: &LogLine) {
         line.client,
         line.method,
         line.path,
-        line.started.elapsed().as_secs_f64() * 1000.0
+        took.as_secs_f64() * 1000.0
     );
 }
 

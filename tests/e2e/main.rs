@@ -7,6 +7,7 @@ mod connections;
 mod counting;
 mod hostile;
 mod http_client;
+mod metrics;
 mod outages;
 mod privileges;
 mod raw;

@@ -21,6 +21,7 @@ const HTTP_PORT: u16 = 18080;
 const MYSQL_PORT: u16 = 13307;
 const DNS_PORT: u16 = 15353;
 const APP_PORT: u16 = 8000;
+const METRICS_PORT: u16 = 9100;
 /// Apart from a developer's own stack on 127.0.0.x.
 const APP_NET: &str = "127.0.1";
 
@@ -41,6 +42,11 @@ pub struct Stack {
 impl Stack {
     /// Starts a fresh stack with `instances` app instances, or panics with the script's output.
     pub fn up(test: &str, instances: usize) -> Stack {
+        Stack::up_with(test, instances, &[])
+    }
+
+    /// The same, with `app_env` in the app instances' environment.
+    pub fn up_with(test: &str, instances: usize, app_env: &[(&str, &str)]) -> Stack {
         let turn = ONE_STACK_AT_A_TIME
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -55,7 +61,7 @@ impl Stack {
         stack.dir = PathBuf::from(dir.trim());
         // Whatever an earlier, killed run left behind goes first.
         stack.local_stack(&["purge"]);
-        stack.local_stack(&["up", &instances.to_string()]);
+        stack.local_stack_with(&["up", &instances.to_string()], app_env);
         stack.env = read_env_file(&stack.dir.join("stack.env"));
         stack
     }
@@ -141,6 +147,18 @@ impl Stack {
         format!("{}:{APP_PORT}", self.instance_ip(i))
             .parse()
             .expect("an instance address")
+    }
+
+    /// Where instance `i` serves `GET /metrics`.
+    pub fn metrics_addr(&self, i: usize) -> SocketAddr {
+        format!("{}:{METRICS_PORT}", self.instance_ip(i))
+            .parse()
+            .expect("a metrics address")
+    }
+
+    /// The directory of the instances' own rotated log files (LOG_DIR).
+    pub fn app_log_dir(&self) -> PathBuf {
+        PathBuf::from(&self.env["LOG_DIR"])
     }
 
     pub fn instance_pid(&self, i: usize) -> u32 {
@@ -243,6 +261,10 @@ impl Stack {
     }
 
     fn local_stack(&self, args: &[&str]) -> Vec<u8> {
+        self.local_stack_with(args, &[])
+    }
+
+    fn local_stack_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Vec<u8> {
         let ports = [
             ("HTTP_PORT", HTTP_PORT.to_string()),
             ("MYSQL_PORT", MYSQL_PORT.to_string()),
@@ -252,6 +274,8 @@ impl Stack {
         let mut env: Vec<(&str, String)> = ports.into();
         env.push(("STACK_NAME", self.name.clone()));
         env.push(("APP_NET", APP_NET.to_owned()));
+        env.push(("METRICS_PORT", METRICS_PORT.to_string()));
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         script_output(&repo().join("scripts/local-stack.sh"), args, &env)
     }
 

@@ -1,0 +1,276 @@
+//! The instance's Prometheus metrics: one registry for the process, updated
+//! where things happen, encoded by `prometheus-client` when scraped.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::db::DbError;
+use crate::http::Route;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabel {
+    call: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the app keeps. Read with `metrics()`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histograms<RouteLabel>,
+    hits_recorded: Counter,
+    db_errors: Family<KindLabel, Counter>,
+    db_call_seconds: Histograms<CallLabel>,
+    pool_in_use: Gauge,
+    pool_waiting: Gauge,
+    batch_size: Histogram,
+    queue_depth: Gauge,
+    open_connections: Gauge,
+    resident_memory: Gauge,
+    open_fds: Gauge,
+    threads: Gauge,
+}
+
+/// Latencies from 0.5 ms to about 16 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::with_prefix("webcluster"),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            hits_recorded: Counter::default(),
+            db_errors: Family::default(),
+            db_call_seconds: Family::new_with_constructor(latency_histogram),
+            pool_in_use: Gauge::default(),
+            pool_waiting: Gauge::default(),
+            // 1, 2, 4 ... 1024 hits.
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            queue_depth: Gauge::default(),
+            open_connections: Gauge::default(),
+            resident_memory: Gauge::default(),
+            open_fds: Gauge::default(),
+            threads: Gauge::default(),
+        };
+        let mut registry = m.registry;
+        registry.register(
+            "http_requests",
+            "Requests answered, by route and status",
+            m.requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a worker taking a request to its answer being sent",
+            Unit::Seconds,
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "hits_recorded",
+            "Hits inserted by record_hits (a retried request id counts once)",
+            m.hits_recorded.clone(),
+        );
+        registry.register(
+            "db_errors",
+            "Database errors by kind: unavailable, outcome_unknown, refused, unexpected_reply, and retried (a refused call tried again)",
+            m.db_errors.clone(),
+        );
+        registry.register_with_unit(
+            "db_call_duration",
+            "Time per database call, retries included, by call",
+            Unit::Seconds,
+            m.db_call_seconds.clone(),
+        );
+        registry.register(
+            "db_pool_in_use",
+            "Pooled read connections checked out or being opened",
+            m.pool_in_use.clone(),
+        );
+        registry.register(
+            "db_pool_waiting",
+            "Requests waiting for a pooled read connection",
+            m.pool_waiting.clone(),
+        );
+        registry.register(
+            "hit_batch_size",
+            "Hits per record_hits call",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "hit_queue_depth",
+            "Hits waiting for a committer",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "http_open_connections",
+            "Client connections open to this instance",
+            m.open_connections.clone(),
+        );
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the process",
+            Unit::Bytes,
+            m.resident_memory.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors of the process",
+            m.open_fds.clone(),
+        );
+        registry.register(
+            "process_threads",
+            "Threads of the process",
+            m.threads.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// One answered request. `path` is matched to a route; anything else is "other".
+    pub fn request(&self, path: &str, status: u16, took: Duration) {
+        let route = route_label(path);
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabel { route })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One committed batch of `size` hits, `recorded` of them new.
+    pub fn batch(&self, size: usize, recorded: u64) {
+        self.batch_size.observe(size as f64);
+        self.hits_recorded.inc_by(recorded);
+    }
+
+    /// One database call, its time and its final error if any.
+    pub fn db_call(&self, call: &'static str, took: Duration, error: Option<&DbError>) {
+        self.db_call_seconds
+            .get_or_create(&CallLabel { call })
+            .observe(took.as_secs_f64());
+        if let Some(error) = error {
+            self.db_error(error_kind(error));
+        }
+    }
+
+    /// A refused call that is tried again.
+    pub fn db_retry(&self) {
+        self.db_error("retried");
+    }
+
+    fn db_error(&self, kind: &'static str) {
+        self.db_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn set_pool(&self, in_use: usize, waiting: usize) {
+        self.pool_in_use.set(gauge_value(in_use));
+        self.pool_waiting.set(gauge_value(waiting));
+    }
+
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.set(gauge_value(depth));
+    }
+
+    /// The exposition text, with the gauges that are read rather than kept
+    /// (open connections, the process's figures) sampled now.
+    pub fn encode(&self, open_connections: usize) -> String {
+        self.open_connections.set(gauge_value(open_connections));
+        let process = crate::process_stats::sample();
+        self.resident_memory
+            .set(gauge_value(process.resident_bytes));
+        self.open_fds.set(gauge_value(process.open_fds));
+        self.threads.set(gauge_value(process.threads));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A fixed set of label values: a client's path never becomes a label.
+fn route_label(path: &str) -> &'static str {
+    match Route::from_path(path) {
+        Some(Route::Hit) => "/",
+        Some(Route::ShowCount) => "/showcount",
+        Some(Route::Healthz) => "/healthz",
+        Some(Route::Readyz) => "/readyz",
+        None => "other",
+    }
+}
+
+fn error_kind(error: &DbError) -> &'static str {
+    match error {
+        DbError::Unavailable(_) => "unavailable",
+        DbError::OutcomeUnknown(_) => "outcome_unknown",
+        DbError::Server { .. } => "refused",
+        DbError::UnexpectedReply(_) => "unexpected_reply",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_path_never_becomes_a_label() {
+        assert_eq!(route_label("/?x=1"), "/");
+        assert_eq!(route_label("/showcount"), "/showcount");
+        assert_eq!(route_label("/../etc/passwd"), "other");
+        assert_eq!(route_label("/\u{7f}\"} 1\n"), "other");
+    }
+
+    #[test]
+    fn the_exposition_names_every_metric() {
+        let m = metrics();
+        m.request("/", 200, Duration::from_millis(3));
+        m.batch(4, 3);
+        let text = m.encode(7);
+        for name in [
+            "webcluster_http_requests_total{route=\"/\",status=\"200\"}",
+            "webcluster_http_request_duration_seconds_bucket",
+            "webcluster_hits_recorded_total",
+            "webcluster_hit_batch_size_bucket",
+            "webcluster_http_open_connections 7",
+            "webcluster_process_threads",
+            "# EOF",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}
