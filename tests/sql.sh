@@ -210,7 +210,46 @@ sql_app_works_after_reapply() {
     tap_expect_equal "check_ready()" 1 "$(sql_as_app 'CALL check_ready()')" &&
     tap_expect_equal "leftover procedures" "" \
       "$(sql_as_root "SELECT ROUTINE_NAME FROM information_schema.ROUTINES
-                  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hits', 'read_hits', 'check_ready')")"
+                  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hits', 'read_hits', 'check_ready', 'purge_access_log')")"
+}
+
+# usage: sql_purge_refuses_bad_arguments   (each call fails with the procedure's
+# message and deletes nothing)
+sql_purge_refuses_bad_arguments() {
+  local args out before
+  before=$(sql_snapshot) || return 1
+  for args in "NULL, 100" "UTC_TIMESTAMP(6) + INTERVAL 1 DAY, 100" "UTC_TIMESTAMP(6), 0" "UTC_TIMESTAMP(6), 100001"; do
+    if out=$(sql_as_root "CALL purge_access_log($args)" 2>&1); then
+      tap_diag "CALL purge_access_log($args) succeeded"
+      return 1
+    fi
+    [[ $out == *"purge_access_log: "* ]] || { tap_diag "unclear error for ($args): $out"; return 1; }
+  done
+  tap_expect_equal "access_log and hit_counter" "$before" "$(sql_snapshot)"
+}
+
+# usage: sql_purge_balances   (the oldest 25 rows, moved a month back, go in
+# chunks of 7; the rest stay; counter = rows kept + rows purged, before and
+# after more hits)
+sql_purge_balances() {
+  local rows counter
+  rows=$(sql_rows) && counter=$(sql_counter) || return 1
+  sql_as_root "UPDATE access_log SET accessed_at = accessed_at - INTERVAL 30 DAY ORDER BY id LIMIT 25" || return 1
+  tap_expect_equal "rows purged" 25 \
+    "$(sql_as_root "CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 7 DAY, 7)")" &&
+    tap_expect_equal "rows kept" $((rows - 25)) "$(sql_rows)" &&
+    tap_expect_equal "counter" "$counter" "$(sql_counter)" &&
+    tap_expect_equal "log_audit" "$counter	$((rows - 25))	25	1" \
+      "$(sql_as_root 'SELECT counter, rows_kept, rows_purged, consistent FROM log_audit')" &&
+    tap_expect_equal "a second purge" 0 \
+      "$(sql_as_root "CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 7 DAY, 7)")" &&
+    sql_batch_counts_after_purge
+}
+
+# usage: sql_batch_counts_after_purge   (new hits keep the books balanced)
+sql_batch_counts_after_purge() {
+  sql_record_hits "$(sql_batch "$(sql_hit 3000)" "$(sql_hit 3001)")" >/dev/null &&
+    tap_expect_equal "log_audit consistent" 1 "$(sql_as_root 'SELECT consistent FROM log_audit')"
 }
 
 # usage: sql_free_port   (prints a TCP port nothing listens on at 127.0.0.1)
@@ -296,6 +335,12 @@ sql_checks() {
   tap_check "04_app_account.sql without @app_password fails with a clear message" sql_app_account_setup_needs_password
   tap_check "a second apply keeps every row and the counter, and drops the old indexes" sql_reapply_keeps_data
   tap_check "after the second apply the app account still works" sql_app_works_after_reapply
+  tap_check "purge_access_log refuses a missing or future cutoff and a bad chunk size" sql_purge_refuses_bad_arguments
+  tap_check "the app account cannot purge access_log (no DELETE)" \
+    sql_app_denied "CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 1 DAY, 100)"
+  tap_check "the app account is denied on access_log_purged and log_audit" \
+    sql_app_denied 'SELECT * FROM access_log_purged' 'SELECT * FROM log_audit'
+  tap_check "purge_access_log deletes old rows in chunks, and counter = rows kept + rows purged" sql_purge_balances
 }
 
 # usage: sql_apply_refuses "expected message" VAR=VALUE...   (apply-sql.sh

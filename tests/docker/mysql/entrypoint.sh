@@ -3,8 +3,9 @@
 # image's contract the compose file relies on:
 # - on an empty data directory, initialise it, set root's password from
 #   MYSQL_ROOT_PASSWORD, or the file MYSQL_ROOT_PASSWORD_FILE names (one is
-#   required then), for 'root'@'localhost' and 'root'@'%', during which the
-#   server listens on a socket only;
+#   required then), for 'root'@'localhost' and 'root'@MYSQL_ROOT_HOST (default
+#   '%'; none more when it is localhost), during which the server listens on
+#   a socket only;
 # - create and hand to mysql the directories of --*-file and --log-error options;
 # - run mysqld as the mysql user; run any other command as given.
 set -Eeuo pipefail
@@ -30,7 +31,7 @@ sql_quote() {
 }
 
 init_database() {
-  local socket=/var/run/mysqld/init.sock password i
+  local socket=/var/run/mysqld/init.sock password i root_host=${MYSQL_ROOT_HOST:-%} remote=
   [[ -n ${MYSQL_ROOT_PASSWORD:-} ]] || {
     echo >&2 "error: database is uninitialized and password option is not specified"
     echo >&2 "  You need to specify one of MYSQL_ROOT_PASSWORD, MYSQL_ALLOW_EMPTY_PASSWORD and MYSQL_RANDOM_ROOT_PASSWORD"
@@ -45,11 +46,15 @@ init_database() {
     sleep 0.2
   done
   password=$(sql_quote "$MYSQL_ROOT_PASSWORD")
+  if [[ $root_host != localhost ]]; then
+    root_host=$(sql_quote "$root_host")
+    remote="CREATE USER 'root'@'$root_host' IDENTIFIED BY '$password';
+GRANT ALL ON *.* TO 'root'@'$root_host' WITH GRANT OPTION;"
+  fi
   mysql --protocol=socket --socket="$socket" -uroot <<SQL
 SET @@SESSION.SQL_LOG_BIN = 0;
 ALTER USER 'root'@'localhost' IDENTIFIED BY '$password';
-CREATE USER 'root'@'%' IDENTIFIED BY '$password';
-GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
+$remote
 SQL
   note "Stopping temporary server"
   MYSQL_PWD=$MYSQL_ROOT_PASSWORD mysqladmin --socket="$socket" -uroot shutdown
