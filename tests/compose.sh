@@ -133,7 +133,7 @@ app_ips() {
 # usage: db_sql SQL   (as root, inside the db container, with its mysql client)
 db_sql() {
   # shellcheck disable=SC2016  # expanded by the container's shell
-  compose exec -T db sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -D webcluster --batch --skip-column-names -e "$1"' sh "$1"
+  compose exec -T db sh -c 'MYSQL_PWD=$(cat /run/secrets/mysql_root_password) exec mysql -uroot -D webcluster --batch --skip-column-names -e "$1"' sh "$1"
 }
 
 # --- HTTP ------------------------------------------------------------------------
@@ -211,24 +211,22 @@ make_compose_checkout() {
 static_checks() {
   tap_check "hadolint: Dockerfile is clean" hadolint "$REPO/Dockerfile"
   tap_check "shellcheck: scale_containers.sh is clean" shellcheck -x "$REPO/scale_containers.sh"
-  tap_check "a missing MYSQL_ROOT_PASSWORD stops up with a message naming it" \
-    missing_secret_refused MYSQL_ROOT_PASSWORD APP_DB_PASSWORD
-  tap_check "a missing APP_DB_PASSWORD stops up with a message naming it" \
-    missing_secret_refused APP_DB_PASSWORD MYSQL_ROOT_PASSWORD
+  tap_check "on a fresh checkout, up stops with one line naming scripts/init-secrets.sh" first_run_refused
   tap_check "scale_containers.sh rejects a bad N with exit 2 and changes nothing" scale_rejects_bad_input
 }
 
-# usage: missing_secret_refused MISSING OTHER   (before .env exists)
-missing_secret_refused() {
+# usage: first_run_refused   (before .env and secrets/ exist)
+first_run_refused() {
   local out
-  if out=$(cd "$WORK" && env -u "$1" "$2=x" "${COMPOSE_CMD[@]}" config 2>&1); then
-    tap_diag "config succeeded without $1"
+  if out=$(compose up -d --no-build 2>&1); then
+    tap_diag "up succeeded without secrets"
     return 1
   fi
-  [[ $out == *"set $1 in .env"* ]] || {
+  out=$(sed '/^$/d' <<<"$out")
+  if [[ $out != *"run ./scripts/init-secrets.sh"* ]] || (($(wc -l <<<"$out") != 1)); then
     tap_diag "unexpected message: $out"
     return 1
-  }
+  fi
 }
 
 scale_rejects_bad_input() {
@@ -243,13 +241,16 @@ scale_rejects_bad_input() {
   done
 }
 
+# The README's first step, then the test's own settings in the .env it wrote.
 write_env() {
-  local root_pw app_pw
-  root_pw="root-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  app_pw="app-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  sed -e "s|^MYSQL_ROOT_PASSWORD=.*|MYSQL_ROOT_PASSWORD=$root_pw|" \
-    -e "s|^APP_DB_PASSWORD=.*|APP_DB_PASSWORD=$app_pw|" \
-    -e "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$PROJECT|" \
+  local before
+  (cd "$WORK" && ./scripts/init-secrets.sh) >"$WORK/init-secrets.log" 2>&1 ||
+    die_with_log "scripts/init-secrets.sh failed" "$WORK/init-secrets.log"
+  before=$(cat "$WORK"/secrets/*)
+  (cd "$WORK" && ./scripts/init-secrets.sh) >>"$WORK/init-secrets.log" 2>&1 ||
+    die_with_log "scripts/init-secrets.sh failed on a second run" "$WORK/init-secrets.log"
+  tap_check "init-secrets.sh writes mode-0600 secrets and keeps them on a second run" secrets_kept "$before"
+  sed -i -e "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$PROJECT|" \
     -e "s|^HTTP_PORT=.*|HTTP_PORT=$HTTP_PORT|" \
     -e "s|^APP_UID=.*|APP_UID=$APP_UID|" \
     -e "s|^APP_GID=.*|APP_GID=$APP_UID|" \
@@ -258,7 +259,20 @@ write_env() {
     -e "s|^RUST_IMAGE=.*|RUST_IMAGE=$RUST_IMAGE|" \
     -e "s|^RUNTIME_IMAGE=.*|RUNTIME_IMAGE=$RUNTIME_IMAGE|" \
     -e "s|^APP_IMAGE=.*|APP_IMAGE=$PROJECT-app:test|" \
-    "$WORK/.env.example" >"$WORK/.env"
+    "$WORK/.env"
+  # The app reads its password as APP_UID (init-secrets.sh does this for the
+  # APP_UID it found in .env; the test's own comes after).
+  chown "$APP_UID:$APP_UID" "$WORK/secrets/app_db_password" "$WORK/logs"
+}
+
+# usage: secrets_kept BEFORE
+secrets_kept() {
+  local file
+  for file in "$WORK"/secrets/mysql_root_password "$WORK"/secrets/app_db_password; do
+    tap_expect_equal "mode of $file" 600 "$(stat -c %a "$file")" || return 1
+  done
+  tap_expect_equal "secrets after a second run" "$1" "$(cat "$WORK"/secrets/*)" &&
+    grep -q '^SECRETS_DIR=./secrets$' "$WORK/.env"
 }
 
 step_up() {
@@ -323,6 +337,110 @@ step_curl() {
   for i in 1 2 3 4; do hit >/dev/null; done
   after=$(showcount)
   tap_check "/showcount counts each GET / once ($before -> $after)" tap_expect_equal "count" $((before + 5)) "$after"
+}
+
+step_hardening() {
+  tap_check "app and nginx: read-only root, ALL capabilities dropped, no-new-privileges, pids and memory limits" \
+    hardened app nginx
+  tap_check "nginx keeps only CHOWN, NET_BIND_SERVICE, SETGID, SETUID" \
+    tap_expect_equal "nginx's added capabilities" "[CHOWN NET_BIND_SERVICE SETGID SETUID]" \
+    "$(docker inspect -f '{{.HostConfig.CapAdd}}' "$(service_ids nginx | head -1)" | sed 's/CAP_//g')"
+  tap_check "writing to the app's root filesystem fails" app_root_refuses_writes
+  tap_check "writing to nginx's root filesystem fails; its /tmp takes writes" nginx_root_refuses_writes
+  tap_check "no container's environment holds a password (docker inspect)" no_password_in_env
+  tap_check "every container's Docker log is capped at 3 files of 10m" logs_capped
+  tap_check "MySQL has no root@'%': root exists on the db's loopback only" \
+    tap_expect_equal "root's hosts" "127.0.0.1,localhost" \
+    "$(db_sql "SELECT GROUP_CONCAT(host ORDER BY host) FROM mysql.user WHERE user = 'root'")"
+  tap_check "MySQL's binary logs expire after 7 days" \
+    tap_expect_equal "binlog_expire_logs_seconds" 604800 "$(db_sql 'SELECT @@binlog_expire_logs_seconds')"
+}
+
+# usage: project_containers   (every container of the project, running or not)
+project_containers() {
+  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"
+}
+
+# usage: hardened SERVICE...
+hardened() {
+  local service id got
+  for service in "$@"; do
+    for id in $(service_ids "$service"); do
+      got=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.PidsLimit}} {{.HostConfig.Memory}}' "$id")
+      [[ $got =~ ^true\ \[(CAP_)?ALL\]\ \[no-new-privileges:true\]\ [1-9][0-9]*\ [1-9][0-9]*$ ]] || {
+        tap_diag "$service ($id): $got"
+        return 1
+      }
+    done
+  done
+}
+
+app_root_refuses_writes() {
+  local id out
+  id=$(service_ids app | head -1)
+  # The image has no shell: docker cp is the way in, and must be refused.
+  if out=$(docker cp "$WORK/.env.example" "$id:/probe" 2>&1); then
+    tap_diag "docker cp into the app container succeeded"
+    return 1
+  fi
+  [[ $out == *read-only* ]] || { tap_diag "unexpected error: $out"; return 1; }
+}
+
+nginx_root_refuses_writes() {
+  local id
+  id=$(service_ids nginx | head -1)
+  docker exec "$id" sh -c 'touch /tmp/probe' || { tap_diag "/tmp is not writable"; return 1; }
+  ! docker exec "$id" sh -c 'touch /etc/nginx/probe' 2>/dev/null
+}
+
+no_password_in_env() {
+  local id env secret status=0
+  for id in $(project_containers); do
+    env=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$id")
+    if grep -E '^[A-Z_]*PASSWORD=' <<<"$env"; then
+      tap_diag "$id has a password variable"
+      status=1
+    fi
+    for secret in "$WORK"/secrets/*; do
+      if grep -qF -- "$(<"$secret")" <<<"$env"; then
+        tap_diag "$id's environment holds ${secret##*/}"
+        status=1
+      fi
+    done
+  done
+  return "$status"
+}
+
+logs_capped() {
+  local id got status=0
+  for id in $(project_containers); do
+    got=$(docker inspect -f '{{.HostConfig.LogConfig.Type}} {{index .HostConfig.LogConfig.Config "max-size"}} {{index .HostConfig.LogConfig.Config "max-file"}}' "$id")
+    [[ $got == "json-file 10m 3" ]] || {
+      tap_diag "$(docker inspect -f '{{.Name}}' "$id"): $got"
+      status=1
+    }
+  done
+  return "$status"
+}
+
+# usage: scrape IP   (the app container's /metrics, fetched from the nginx
+# container on the backend network: the only way to reach it)
+scrape() {
+  compose exec -T nginx curl -fsS -m 10 "http://$1:9100/metrics"
+}
+
+step_metrics() {
+  local ip text recorded=0 value status
+  for ip in $(app_ips); do
+    text=$(scrape "$ip") || { tap_check "GET /metrics answers on $ip:9100" false; return 0; }
+    value=$(sed -n 's/^webcluster_hits_recorded_total \([0-9]*\).*/\1/p' <<<"$text")
+    recorded=$((recorded + ${value:-0}))
+  done
+  tap_check "the app containers' hits_recorded add up to the counter ($recorded)" \
+    tap_expect_equal "hits recorded" "$(showcount)" "$recorded"
+  tap_check "the exposition parses (prometheus_client)" python3 "$REPO/tests/metrics_format.py" <<<"$text"
+  status=$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")
+  tap_check "through nginx, /metrics is 404" tap_expect_equal "status" 404 "$status"
 }
 
 # usage: sticky_run JAR N   (N GETs with the jar; prints the distinct IPs)
@@ -566,6 +684,8 @@ main() {
   step_up
   step_curl
   if [[ ${COMPOSE_STEPS:-all} == all ]]; then
+    step_hardening
+    step_metrics
     step_sticky
     step_scale_up
     step_scale_down

@@ -301,7 +301,11 @@ step_kill_task() {
   docker exec "$CLIENT" rm -f /tmp/victim.jar
   home=$(client_get / /tmp/victim.jar 0 | cut -d' ' -f2)
   victim=$(container_at "$home") || fatal "no local container has the address $home"
-  log "killing the app task at $home (container ${victim:0:12})"
+  log "killing the app task at $home (container ${victim:0:12}); tasks: $(task_ips app | tr '\n' ' ')"
+  local n
+  for n in $(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_nginx"); do
+    log "nginx $n resolves app to: $(docker exec "$n" getent ahostsv4 app | awk '{print $1}' | sort -u | tr '\n' ' ')"
+  done
   docker kill "$victim" >/dev/null
   moved=$(client_get / /tmp/victim.jar 1)
   tap_check "the killed task's client is answered by another task" \
@@ -316,8 +320,9 @@ step_kill_task() {
 # usage: answered_elsewhere "STATUS BODY" HOME   (200 from another task than HOME)
 answered_elsewhere() {
   [[ ${1%% *} == 200 && ${1#* } != "$2" ]] && return 0
-  tap_diag "answered '${1:0:200}' (the killed task was $2); nginx's last errors:"
-  docker service logs --raw --tail 15 "${STACK}_nginx" 2>&1 | grep -v '" 200 ' | tail -15 >&2 || true
+  tap_diag "answered '${1:0:60}' (the killed task was $2); nginx's lines about it:"
+  sleep 2 # nginx writes its access log at least once a second
+  docker service logs --raw --tail 400 "${STACK}_nginx" 2>&1 | grep -E " (50[0-9]) |$2|error" | tail -20 >&2 || true
   return 1
 }
 
