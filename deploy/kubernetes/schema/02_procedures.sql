@@ -91,4 +91,50 @@ BEGIN
      AND ROUTINE_NAME IN ('record_hits', 'read_hits');
 END //
 
+-- Retention, for an administrator (by hand or on a schedule): deletes the
+-- access_log rows older than p_before, p_chunk rows per transaction, so no
+-- lock is held for long and replication sees small transactions. Each chunk
+-- adds what it deleted to access_log_purged in the same transaction, so the
+-- counter still equals rows + rows_purged at every commit. SQL SECURITY
+-- INVOKER: the app's account may EXECUTE it but holds no DELETE, so it fails.
+DROP PROCEDURE IF EXISTS purge_access_log //
+CREATE PROCEDURE purge_access_log(IN p_before DATETIME(6), IN p_chunk INT UNSIGNED)
+  MODIFIES SQL DATA
+  SQL SECURITY INVOKER
+  COMMENT 'Deletes access_log rows older than p_before (UTC) in chunks; returns how many'
+BEGIN
+  DECLARE v_deleted BIGINT UNSIGNED DEFAULT 0;
+  DECLARE v_chunk_rows INT UNSIGNED;
+
+  IF p_before IS NULL OR p_before > UTC_TIMESTAMP(6) THEN
+    SIGNAL SQLSTATE '45000'
+      SET MESSAGE_TEXT = 'purge_access_log: p_before must be a UTC time in the past';
+  END IF;
+  IF p_chunk IS NULL OR p_chunk < 1 OR p_chunk > 100000 THEN
+    SIGNAL SQLSTATE '45000'
+      SET MESSAGE_TEXT = 'purge_access_log: p_chunk must be 1 to 100000 rows';
+  END IF;
+
+  REPEAT
+    -- No gap locks: hits keep being inserted while old rows go.
+    SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+    START TRANSACTION;
+    DELETE FROM access_log
+     WHERE accessed_at < p_before
+     ORDER BY accessed_at
+     LIMIT p_chunk;
+    SET v_chunk_rows = ROW_COUNT();
+    IF v_chunk_rows > 0 THEN
+      UPDATE access_log_purged
+         SET rows_purged = rows_purged + v_chunk_rows,
+             last_purge_at = UTC_TIMESTAMP(6),
+             last_cutoff = p_before
+       WHERE id = 1;
+    END IF;
+    COMMIT;
+    SET v_deleted = v_deleted + v_chunk_rows;
+  UNTIL v_chunk_rows < p_chunk END REPEAT;
+  SELECT v_deleted AS purged;
+END //
+
 DELIMITER ;
