@@ -35,7 +35,7 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// `INTERNAL_IP`: overrides the detected internal address.
     pub internal_ip: Option<IpAddr>,
-    /// `SHUTDOWN_TIMEOUT_MS`: the longest a SIGTERM drain may take.
+    /// `SHUTDOWN_TIMEOUT_MS`: the longest a drain after SIGTERM, SIGINT or SIGHUP may take.
     pub shutdown_timeout: Duration,
     pub connections: ConnectionLimits,
     /// `QUEUE_TIMEOUT_MS`: a request that waited longer than this for a worker
@@ -89,19 +89,12 @@ impl fmt::Debug for Secret {
 }
 
 /// A setting that cannot be used. Startup stops with this line and exit status 2.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {problem}")]
 pub struct ConfigError {
     pub variable: &'static str,
     pub problem: String,
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: {}", self.variable, self.problem)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads the process environment.

@@ -1,7 +1,7 @@
 //! The only module that names the stored procedures: one function per procedure,
 //! errors sorted into what the caller can do about them, deadlocks retried.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,39 +30,21 @@ const MAX_ATTEMPTS: u32 = 4;
 /// connection would end with an unknown outcome. A busy one is not.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No connection: the database is down, unreachable, or refused the account.
+    #[error(transparent)]
     Unavailable(CheckoutError),
     /// The connection broke after the CALL was sent: it may or may not have run.
+    #[error("connection lost during a call (outcome unknown): {0}")]
     OutcomeUnknown(mysql::Error),
     /// The server refused the CALL.
+    #[error("database error {code}: {message}")]
     Server { code: u16, message: String },
     /// The procedure answered something the app does not expect (schema mismatch).
+    #[error("unexpected reply from the database: {0}")]
     UnexpectedReply(String),
 }
-
-impl fmt::Display for DbError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DbError::Unavailable(CheckoutError::Exhausted(wait)) => {
-                write!(f, "no free database connection within {wait:?}")
-            }
-            DbError::Unavailable(CheckoutError::Connect(e)) => {
-                write!(f, "cannot connect to the database: {e}")
-            }
-            DbError::OutcomeUnknown(e) => {
-                write!(f, "connection lost during a call (outcome unknown): {e}")
-            }
-            DbError::Server { code, message } => write!(f, "database error {code}: {message}"),
-            DbError::UnexpectedReply(what) => {
-                write!(f, "unexpected reply from the database: {what}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for DbError {}
 
 /// One counted request, as `record_hits` stores it.
 #[derive(Debug, Clone)]

@@ -1,30 +1,18 @@
 //! `webcluster healthcheck`: asks this instance's own `/healthz`, so a container
 //! image needs no shell or curl for its health check.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Why the instance is not healthy.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HealthError {
+    #[error("GET http://{0}/healthz failed: {1}")]
     Io(SocketAddr, io::Error),
+    #[error("GET http://{0}/healthz answered {1:?}")]
     Status(SocketAddr, String),
 }
-
-impl fmt::Display for HealthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HealthError::Io(addr, e) => write!(f, "GET http://{addr}/healthz failed: {e}"),
-            HealthError::Status(addr, line) => {
-                write!(f, "GET http://{addr}/healthz answered {line:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for HealthError {}
 
 /// The address to dial for a server listening on `listen`: a wildcard bind is
 /// reached over loopback.

@@ -30,16 +30,9 @@ pub struct InternalIp {
     pub source: Source,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot determine this instance's internal IP; set INTERNAL_IP")]
 pub struct NoInternalIp;
-
-impl fmt::Display for NoInternalIp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("cannot determine this instance's internal IP; set INTERNAL_IP")
-    }
-}
-
-impl std::error::Error for NoInternalIp {}
 
 /// `INTERNAL_IP`, else the route to the database, else the host name.
 pub fn choose_internal_ip(

@@ -1,6 +1,6 @@
 //! Wiring only: config -> internal IP -> logging -> database -> workers -> shutdown -> exit code.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use webcluster::db::{Db, HitWriter};
 use webcluster::handlers::{self, App};
 use webcluster::healthcheck;
 use webcluster::http::{Incoming, Responder};
-use webcluster::internal_ip::choose_internal_ip;
+use webcluster::internal_ip::{NoInternalIp, choose_internal_ip};
 use webcluster::logging;
 use webcluster::metrics_endpoint;
 use webcluster::server::{Outcome, Server, ServerSettings};
@@ -90,16 +90,49 @@ fn serve() -> ExitCode {
     code
 }
 
-fn run(config: Config) -> Result<Outcome, String> {
-    let internal = choose_internal_ip(config.internal_ip, &config.db.host, config.db.port)
-        .map_err(|e| e.to_string())?;
-    let log_file = logging::init(&config.log, internal.addr).map_err(|e| {
-        format!(
-            "cannot write logs to {} as uid {}: {e}",
-            config.log.dir.display(),
-            own_uid()
-        )
-    })?;
+/// Why the instance could not start serving: one line, logged and printed.
+#[derive(Debug, thiserror::Error)]
+enum StartupError {
+    #[error(transparent)]
+    InternalIp(#[from] NoInternalIp),
+    #[error("cannot write logs to {dir} as uid {uid}: {source}")]
+    Logs {
+        dir: String,
+        uid: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} ({variable}): {source}")]
+    Listen {
+        addr: SocketAddr,
+        variable: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot start the server: {0}")]
+    Server(std::io::Error),
+    #[error("cannot serve metrics: {0}")]
+    Metrics(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(ctrlc::Error),
+    #[error("cannot start the committers: {0}")]
+    Committers(std::io::Error),
+}
+
+fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).map_err(|source| StartupError::Listen {
+        addr,
+        variable,
+        source,
+    })
+}
+
+fn run(config: Config) -> Result<Outcome, StartupError> {
+    let internal = choose_internal_ip(config.internal_ip, &config.db.host, config.db.port)?;
+    let log_file =
+        logging::init(&config.log, internal.addr).map_err(|source| StartupError::Logs {
+            dir: config.log.dir.display().to_string(),
+            uid: own_uid(),
+            source,
+        })?;
     log::info!(
         "internal IP {} (from {}); logging to {}",
         internal.addr,
@@ -107,8 +140,7 @@ fn run(config: Config) -> Result<Outcome, String> {
         log_file.display()
     );
 
-    let listener = TcpListener::bind(config.listen_addr)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
+    let listener = bind(config.listen_addr, "LISTEN_ADDR")?;
     let server = Server::bind(
         listener,
         ServerSettings {
@@ -117,25 +149,23 @@ fn run(config: Config) -> Result<Outcome, String> {
             trusted_proxies: config.trusted_proxies.clone(),
         },
     )
-    .map_err(|e| format!("cannot start the server: {e}"))?;
+    .map_err(StartupError::Server)?;
     if let Some(addr) = config.metrics_addr {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr} (METRICS_ADDR): {e}"))?;
-        metrics_endpoint::start(listener, server.connection_count())
-            .map_err(|e| format!("cannot serve metrics: {e}"))?;
+        metrics_endpoint::start(bind(addr, "METRICS_ADDR")?, server.connection_count())
+            .map_err(StartupError::Metrics)?;
         log::info!("metrics at http://{addr}/metrics");
     }
     server
         .shutdown()
         .on_signals()
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        .map_err(StartupError::Signals)?;
 
     let db = Db::new(&config.db);
     let writers = (0..config.hit_committers)
         .map(|_| Box::new(db.batch_writer()) as Box<dyn HitWriter>)
         .collect();
-    let committer = Committer::start(writers, config.hit_batch_max)
-        .map_err(|e| format!("cannot start the committers: {e}"))?;
+    let committer =
+        Committer::start(writers, config.hit_batch_max).map_err(StartupError::Committers)?;
     let app = Arc::new(App {
         db,
         committer,

@@ -15,11 +15,13 @@ use mysql::{Conn, Opts};
 use crate::metrics::metrics;
 
 /// Why no connection could be had.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     /// Every connection stayed busy for the whole wait.
+    #[error("no free database connection within {0:?}")]
     Exhausted(Duration),
     /// Connecting failed: the database is down, unreachable or refused us.
+    #[error("cannot connect to the database: {0}")]
     Connect(mysql::Error),
 }
 

@@ -1,4 +1,4 @@
-//! Graceful stop on SIGINT or SIGTERM.
+//! Graceful stop on SIGINT, SIGTERM or SIGHUP (the ctrlc crate with its `termination` feature).
 //!
 //! The order: (1) close the listening socket, so new connections are refused
 //! and nginx sends them to another replica; (2) wake each worker with one
