@@ -34,33 +34,14 @@ parse_count() {
   printf '%d\n' "$n"
 }
 
-COMPOSE_CMD=()
-pick_compose() {
-  if [[ -n ${COMPOSE:-} ]]; then
-    read -ra COMPOSE_CMD <<<"$COMPOSE"
-  elif docker compose version >/dev/null 2>&1; then
-    COMPOSE_CMD=(docker compose)
-  elif command -v docker-compose >/dev/null; then
-    COMPOSE_CMD=(docker-compose)
-  else
-    die "neither 'docker compose' nor 'docker-compose' is installed"
-  fi
-}
-
 compose() {
   "${COMPOSE_CMD[@]}" "$@"
-}
-
-# usage: health CONTAINER   (healthy | unhealthy | starting | none | gone)
-health() {
-  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null ||
-    echo gone
 }
 
 require_stack_up() {
   local db
   db=$(compose ps -q db) || die "'${COMPOSE_CMD[*]} ps' failed (see above)"
-  if [[ -z $db ]] || [[ $(health "$db") != healthy ]]; then
+  if [[ -z $db ]] || [[ $(container_health "$db") != healthy ]]; then
     die "the stack is not up (no healthy db service): run 'docker compose up -d --build' first"
   fi
 }
@@ -109,7 +90,7 @@ wait_healthy() {
     mapfile -t ids < <(app_containers)
     healthy=0
     for id in "${ids[@]}"; do
-      [[ $(health "$id") == healthy ]] && healthy=$((healthy + 1))
+      [[ $(container_health "$id") == healthy ]] && healthy=$((healthy + 1))
     done
     if ((${#ids[@]} == n && healthy == n)); then
       return 0
@@ -129,7 +110,7 @@ list_containers() {
   for id in $(app_containers); do
     docker inspect -f '{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$id" |
       while read -r name ip _; do
-        printf '%-32s %-16s %s\n' "${name#/}" "$ip" "$(health "$id")"
+        printf '%-32s %-16s %s\n' "${name#/}" "$ip" "$(container_health "$id")"
       done
   done | sort -V -k1,1
 }

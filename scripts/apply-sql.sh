@@ -7,6 +7,8 @@
 # env:   DB_HOST (127.0.0.1)  DB_PORT (3306)  DB_NAME (webcluster)
 #        DB_ROOT_USER (root)  DB_ROOT_PASSWORD or DB_ROOT_PASSWORD_FILE (may be empty)
 #        APP_DB_PASSWORD or APP_DB_PASSWORD_FILE (required): the app account's password
+#        APP_DB_USER (optional): the app account's name, the app's DB_USER;
+#          unset, sql/04_app_account.sql's default (webcluster_app)
 #        MYSQL_CLIENT (mysql): the client command, split on spaces,
 #          e.g. "chroot /path/to/rootfs mysql"
 #        DB_WAIT_SECONDS (0): how long to wait for the server to accept the
@@ -48,12 +50,13 @@ sql_script() {
   # shellcheck disable=SC2016  # the backticks quote an SQL identifier
   printf 'CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4;\nUSE `%s`;\n' "$DB_NAME" "$DB_NAME"
   printf "SET @app_password = CONVERT(X'%s' USING utf8mb4);\n" "$(sql_hex "$1")"
+  printf "SET @app_user = '%s';\n" "$APP_DB_USER" # empty: 04's default
   for file in "$SQL_DIR"/*.sql; do
     name=${file##*/}
     cat "$file"
     printf "\nSELECT 'applied sql/%s' AS '';\n" "$name"
   done
-  printf 'SET @app_password = NULL;\n'
+  printf 'SET @app_password = NULL, @app_user = NULL;\n'
 }
 
 # usage: sql_check_files   (file names are echoed inside SQL string literals)
@@ -95,6 +98,10 @@ main() {
   DB_ROOT_USER=${DB_ROOT_USER:-root}
   MYSQL_CLIENT=${MYSQL_CLIENT:-mysql}
   DB_WAIT_SECONDS=${DB_WAIT_SECONDS:-0}
+  APP_DB_USER=${APP_DB_USER:-}
+  # Spliced into SQL as a string, so a plain name only.
+  [[ $APP_DB_USER =~ ^[A-Za-z0-9_]{0,32}$ ]] ||
+    die "APP_DB_USER must match ^[A-Za-z0-9_]{1,32}\$, got: $APP_DB_USER"
   [[ $DB_WAIT_SECONDS =~ ^[0-9]{1,5}$ ]] || die "DB_WAIT_SECONDS must be a number of seconds, got: $DB_WAIT_SECONDS"
   # DB_NAME is spliced into SQL as an identifier, so it must be a plain one.
   [[ $DB_NAME =~ ^[A-Za-z0-9_]{1,64}$ ]] ||

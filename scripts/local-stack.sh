@@ -13,11 +13,10 @@
 #        scripts/local-stack.sh dir      print the stack's directory
 # env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
 #   DNS_PORT (5353)  APP_PORT (8000)  METRICS_PORT (9100)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
-#   APP_BIN (target/release/webcluster, built by cargo)  NGINX_BIN, MYSQLD_BIN
-#   (host binaries instead of the chroot's), MYSQL_IMAGE, NGINX_IMAGE (the
-#   servers of those Docker images instead, e.g. mysql:9.7 and nginx:1.30:
-#   containers on the host's network and pid namespace). With both servers
-#   from images or host binaries no root filesystem is built, and the stack
+#   APP_BIN (target/release/webcluster, built by cargo)  MYSQL_IMAGE,
+#   NGINX_IMAGE (the servers of those Docker images instead of the chroot's,
+#   e.g. mysql:9.7 and nginx:1.30: containers on the host's network and pid
+#   namespace). With both servers from images no root filesystem is built, and the stack
 #   lives in $WEBCLUSTER_CACHE/stacks/STACK_NAME. Settings are recorded in the
 #   stack's stack.env and reused by later commands. Other exported variables
 #   (LOG_LEVEL, WORKERS, ...) reach the app instances; TRUSTED_PROXIES defaults
@@ -32,9 +31,10 @@ source "$HERE/lib.sh"
 source "$HERE/mysql-server.sh"
 
 DB_NAME=webcluster
+# The app's account: passed to apply-sql.sh and to the app, and recorded.
 APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
-SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN NGINX_BIN MYSQLD_BIN MYSQL_IMAGE NGINX_IMAGE)
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE)
 APP_START_SECONDS=30
 # nginx re-resolves the app name every second (resolver valid=1s).
 DNS_SETTLE_SECONDS=1.5
@@ -47,7 +47,7 @@ ROOTFS=
 STACK_DIR=
 RUN_DIR=
 LOG_DIR=
-NGINX_ROOT=   # chroot directory for nginx; empty for a host NGINX_BIN or an image
+NGINX_ROOT=   # chroot directory for nginx; empty for an image
 NGINX=()
 NGINX_CONTAINER= # nginx's container when it runs from NGINX_IMAGE
 
@@ -82,21 +82,16 @@ stack_settings() {
   METRICS_PORT=${METRICS_PORT:-$(_stack_saved METRICS_PORT 9100)}
   APP_NET=${APP_NET:-$(_stack_saved APP_NET 127.0.0)}
   APP_BIN=${APP_BIN:-$(_stack_saved APP_BIN "")}
-  NGINX_BIN=${NGINX_BIN:-$(_stack_saved NGINX_BIN "")}
-  MYSQLD_BIN=${MYSQLD_BIN:-$(_stack_saved MYSQLD_BIN "")}
   MYSQL_IMAGE=${MYSQL_IMAGE:-$(_stack_saved MYSQL_IMAGE "")}
   NGINX_IMAGE=${NGINX_IMAGE:-$(_stack_saved NGINX_IMAGE "")}
   _stack_validate
   _stack_forget_old_pids
-  mysql_configure "$ROOTFS" "$MYSQLD_BIN" "$MYSQL_IMAGE" "webcluster-$STACK_NAME-mysqld"
+  mysql_configure "$ROOTFS" "" "$MYSQL_IMAGE" "webcluster-$STACK_NAME-mysqld"
   NGINX_CONTAINER=
   if [[ -n $NGINX_IMAGE ]]; then
     NGINX_ROOT=
     NGINX_CONTAINER=webcluster-$STACK_NAME-nginx
     NGINX=(host_container_start "$NGINX_CONTAINER" "$NGINX_IMAGE" nginx "$STACK_DIR")
-  elif [[ -n $NGINX_BIN ]]; then
-    NGINX_ROOT=
-    NGINX=("$NGINX_BIN")
   else
     NGINX_ROOT=$ROOTFS
     NGINX=(chroot "$ROOTFS" nginx)
@@ -107,7 +102,7 @@ stack_settings() {
 # directory must then be inside it. Only the environment decides, since the
 # recorded settings are inside that directory.)
 _stack_needs_rootfs() {
-  [[ -z ${MYSQLD_BIN:-}${MYSQL_IMAGE:-} ]] || [[ -z ${NGINX_BIN:-}${NGINX_IMAGE:-} ]]
+  [[ -z ${MYSQL_IMAGE:-} ]] || [[ -z ${NGINX_IMAGE:-} ]]
 }
 
 # usage: _stack_forget_old_pids   (pid files from before a reboot name other
@@ -155,7 +150,7 @@ stack_db_up() {
   fi
   env -u DB_ROOT_PASSWORD_FILE -u APP_DB_PASSWORD \
     DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_ROOT_USER=root \
-    DB_ROOT_PASSWORD='' APP_DB_PASSWORD_FILE="$password_file" \
+    DB_ROOT_PASSWORD='' APP_DB_PASSWORD_FILE="$password_file" APP_DB_USER="$APP_USER" \
     MYSQL_CLIENT="$(mysql_client_command)" "$HERE/apply-sql.sh" >&2
 }
 
@@ -184,7 +179,7 @@ stack_app_start() {
   if pid_alive "$pidfile"; then
     # Starting, or draining after a SIGTERM: wait to see which.
     wait_until "$APP_STOP_SECONDS" "app-$i to answer or exit" \
-      _stack_healthy_or_dead "$pidfile" "http://$ip:$APP_PORT/healthz" || true
+      answers_or_exited "$pidfile" _stack_healthy "http://$ip:$APP_PORT/healthz" || true
     pid_alive "$pidfile" && return 0
   fi
   port_in_use "$APP_PORT" "$ip" && die "cannot start app-$i: $ip:$APP_PORT is already in use"
@@ -216,13 +211,9 @@ stack_nginx_ip() {
 stack_app_wait() {
   local pidfile=$RUN_DIR/app-$1.pid log=$LOG_DIR/app-$1.log url
   url="http://$(stack_app_ip "$1"):$APP_PORT/healthz"
-  wait_until "$APP_START_SECONDS" "app-$1 at $url" _stack_healthy_or_dead "$pidfile" "$url" || true
+  wait_until "$APP_START_SECONDS" "app-$1 at $url" answers_or_exited "$pidfile" _stack_healthy "$url" || true
   pid_alive "$pidfile" || die_with_log "app-$1 exited while starting" "$log"
   _stack_healthy "$url" || die_with_log "app-$1 did not answer $url with 200 within $APP_START_SECONDS s" "$log"
-}
-
-_stack_healthy_or_dead() {
-  ! pid_alive "$1" || _stack_healthy "$2"
 }
 
 _stack_healthy() {
@@ -362,7 +353,7 @@ stack_write_env() {
   {
     printf 'STACK_NAME=%s\nSTACK_DIR=%s\nINSTANCES=%s\nDB_NAME=%s\n' \
       "$STACK_NAME" "$STACK_DIR" "$1" "$DB_NAME"
-    printf 'APP_DB_PASSWORD_FILE=%s\nLOG_DIR=%s\n' "$STACK_DIR/app-db-password" "$LOG_DIR/app"
+    printf 'APP_USER=%s\nAPP_DB_PASSWORD_FILE=%s\nLOG_DIR=%s\n' "$APP_USER" "$STACK_DIR/app-db-password" "$LOG_DIR/app"
     for name in "${SETTINGS[@]}"; do
       printf '%s=%s\n' "$name" "${!name}"
     done

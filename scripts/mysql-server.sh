@@ -28,9 +28,9 @@ _MYSQL_CONTAINER= # that server's container name
 
 # usage: mysql_configure ROOTFS SERVER_BIN [IMAGE CONTAINER]
 #   SERVER_BIN empty: mysqld inside ROOTFS (chroot), with its mysql client.
-#   SERVER_BIN set:   that host binary (mysqld or mariadbd) and the host client.
+#   SERVER_BIN set:   that host binary and the host client (tests/sql.sh's MariaDB).
 #   IMAGE set:        that image's mysqld and mysql, in a container named CONTAINER.
-# ie: mysql_configure "$(scripts/rootfs.sh)" "${MYSQLD_BIN:-}"
+# ie: mysql_configure "$(scripts/rootfs.sh)" ""
 #     mysql_configure "" mariadbd
 #     mysql_configure "" "" mysql:9.7 webcluster-default-mysqld
 mysql_configure() {
@@ -203,7 +203,7 @@ mysql_start() {
   if pid_alive "$pidfile"; then
     # Starting, or shutting down after a SIGTERM: wait to see which.
     wait_until "$MYSQL_STOP_SECONDS" "$_MYSQL_FLAVOR on port $port to answer or exit" \
-      _mysql_answers_or_died "$dir" "$port" || true
+      answers_or_exited "$dir/run/mysqld.pid" _mysql_answers "$port" || true
     pid_alive "$pidfile" && { mysql_wait "$dir" "$port"; return 0; }
   fi
   port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
@@ -220,15 +220,11 @@ mysql_start() {
 mysql_wait() {
   local dir=$1 port=$2 log
   log=$(mysql_log "$dir")
-  wait_until "$MYSQL_START_SECONDS" "$_MYSQL_FLAVOR on port $port" _mysql_answers_or_died "$dir" "$port" || true
+  wait_until "$MYSQL_START_SECONDS" "$_MYSQL_FLAVOR on port $port" answers_or_exited "$dir/run/mysqld.pid" _mysql_answers "$port" || true
   pid_alive "$dir/run/mysqld.pid" ||
     die_with_log "the $_MYSQL_FLAVOR server on port $port exited while starting" "$log"
   _mysql_answers "$port" ||
     die_with_log "the $_MYSQL_FLAVOR server on port $port did not answer within $MYSQL_START_SECONDS s" "$log"
-}
-
-_mysql_answers_or_died() {
-  ! pid_alive "$1/run/mysqld.pid" || _mysql_answers "$2"
 }
 
 _mysql_answers() {

@@ -1,10 +1,12 @@
--- The app's account 'webcluster_app'@'%': EXECUTE on this database's
+-- The app's account, @app_user@'%' (default webcluster_app, the app's
+-- DB_USER default): EXECUTE on this database's
 -- procedures and nothing else, so a direct SELECT/INSERT/UPDATE/DELETE on a
 -- table or view is denied. The grant is on the database, not per procedure:
 -- 02 re-creates the procedures, which drops routine grants, and the running
 -- app would be refused until they were restored.
 -- The caller sets the password first, e.g.  SET @app_password = '...';
--- (scripts/apply-sql.sh does this). Re-applying also re-sets the password.
+-- and may name the account:  SET @app_user = '...';
+-- (scripts/apply-sql.sh does both). Re-applying also re-sets the password.
 
 DELIMITER //
 
@@ -14,7 +16,15 @@ CREATE PROCEDURE setup_app_account()
   MODIFIES SQL DATA
   SQL SECURITY INVOKER
 BEGIN
-  DECLARE account VARCHAR(64) DEFAULT '''webcluster_app''@''%''';
+  DECLARE app_user VARCHAR(64) DEFAULT COALESCE(NULLIF(@app_user, ''), 'webcluster_app');
+  DECLARE account VARCHAR(100);
+
+  -- Spliced into SQL below: a plain name only (MySQL's limit is 32).
+  IF app_user NOT REGEXP '^[A-Za-z0-9_]{1,32}$' THEN
+    SIGNAL SQLSTATE '45000'
+      SET MESSAGE_TEXT = '@app_user must be 1-32 letters, digits or underscores';
+  END IF;
+  SET account = CONCAT('''', app_user, '''@''%''');
 
   IF COALESCE(@app_password, '') = '' THEN
     SIGNAL SQLSTATE '45000'

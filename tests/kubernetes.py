@@ -229,6 +229,19 @@ def schema_job_ships_sql(docs):
     return [] if wanted <= mounted else [f"the Job lacks {sorted(wanted - mounted)}"]
 
 
+def env_value(container, name):
+    return next((e.get("value") for e in container.get("env", []) if e["name"] == name), None)
+
+
+def one_app_account(docs):
+    app, job = find(docs, "Deployment", "app"), find(docs, "Job", "schema")
+    if not app or not job:
+        return ["no Deployment app or Job schema"]
+    user = env_value(app_container(app), "DB_USER")
+    created = env_value(app_container(job), "APP_DB_USER")
+    return [] if user and user == created else [f"the app logs in as {user!r}, the Job creates {created!r}"]
+
+
 def mysql_keeps_its_data(docs):
     db = find(docs, "StatefulSet", "db")
     if not db:
@@ -255,6 +268,7 @@ RULES = [
     ("the disruption budget and the autoscaler act on the app", disruption_and_scaling_target_app),
     ("the schema Job carries apply-sql.sh and every sql/ file", schema_job_ships_sql),
     ("MySQL keeps its data on a claimed volume", mysql_keeps_its_data),
+    ("the schema Job creates the account the app logs in as", one_app_account),
     ("a LoadBalancer Service fronts nginx", load_balancer_in_front),
 ]
 
@@ -295,6 +309,8 @@ MUTATIONS = [
      lambda d: app_container(d)["env"].append({"name": "DB_ROOT_PASSWORD", "value": "x"})),
     ("replicas set beside the autoscaler", disruption_and_scaling_target_app, "Deployment", "app",
      lambda d: d["spec"].update(replicas=3)),
+    ("an app account the Job does not create", one_app_account, "Deployment", "app",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "DB_USER").update(value="other")),
     ("MySQL's data on an emptyDir", mysql_keeps_its_data, "StatefulSet", "db",
      lambda d: d["spec"].update(volumeClaimTemplates=[])),
 ]

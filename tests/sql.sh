@@ -16,7 +16,7 @@ source "$REPO/scripts/mysql-server.sh"
 source "$REPO/tests/tap.sh"
 
 DB=webcluster
-APP_USER=webcluster_app
+APP_USER=wc_sql_test_app # not the default: the name is passed in
 HITS=120   # more than latest_accesses shows
 PORT=
 DIR=          # its state directory, removed on exit
@@ -37,7 +37,7 @@ sql_as_app() {
 sql_apply() {
   local out
   if ! out=$(DB_HOST=127.0.0.1 DB_PORT=$PORT DB_NAME=$DB DB_ROOT_USER=root DB_ROOT_PASSWORD='' \
-    APP_DB_PASSWORD_FILE=$APP_PASSWORD_FILE MYSQL_CLIENT="$(mysql_client_command)" \
+    APP_DB_PASSWORD_FILE=$APP_PASSWORD_FILE APP_DB_USER=$APP_USER MYSQL_CLIENT="$(mysql_client_command)" \
     "$REPO/scripts/apply-sql.sh" 2>&1); then
     tap_diag "scripts/apply-sql.sh failed:"
     printf '%s\n' "$out" | sed 's/^/#     /' >&2
@@ -301,6 +301,9 @@ sql_test_server() {
 sql_checks() {
   local object
   tap_check "check_ready() returns 1" tap_expect_equal "check_ready()" 1 "$(sql_as_app 'CALL check_ready()')"
+  tap_check "the app account has the name passed in (APP_DB_USER), and no other exists" \
+    tap_expect_equal "app accounts" "$APP_USER" \
+    "$(sql_as_root "SELECT GROUP_CONCAT(user) FROM mysql.user WHERE user IN ('$APP_USER', 'webcluster_app')")"
   tap_check "the app account records $HITS hits with distinct ids, in batches" sql_hits_recorded
   tap_check "read_hits() == distinct request ids == rows in access_log" sql_counter_matches_rows
   tap_check "a request id twice in one batch is counted once" \
@@ -365,6 +368,8 @@ sql_apply_settings_checked() {
     sql_apply_refuses "set APP_DB_PASSWORD or APP_DB_PASSWORD_FILE" APP_DB_PASSWORD=
   tap_check "refuses both APP_DB_PASSWORD and APP_DB_PASSWORD_FILE" \
     sql_apply_refuses "not both" APP_DB_PASSWORD=x APP_DB_PASSWORD_FILE=/dev/null
+  tap_check "refuses an APP_DB_USER that is not a plain name" \
+    sql_apply_refuses "APP_DB_USER must match" "APP_DB_USER=x'@'%" APP_DB_PASSWORD=x
 }
 
 main() {

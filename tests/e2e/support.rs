@@ -236,7 +236,7 @@ impl Stack {
     pub fn app_db_conn(&self) -> Conn {
         let password =
             std::fs::read_to_string(&self.env["APP_DB_PASSWORD_FILE"]).expect("app password file");
-        self.db_conn("webcluster_app", password.trim_end())
+        self.db_conn(&self.env["APP_USER"], password.trim_end())
     }
 
     fn db_conn(&self, user: &str, password: &str) -> Conn {

@@ -27,6 +27,6 @@ CREATE OR REPLACE VIEW hit_total AS
 CREATE OR REPLACE VIEW log_audit AS
   SELECT c.hits AS counter, r.rows_kept, p.rows_purged,
          c.hits = r.rows_kept + p.rows_purged AS consistent
-    FROM (SELECT CAST(COALESCE(SUM(hits), 0) AS UNSIGNED) AS hits FROM hit_counter) AS c
+    FROM hit_total AS c
    CROSS JOIN (SELECT COUNT(*) AS rows_kept FROM access_log) AS r
    CROSS JOIN (SELECT rows_purged FROM access_log_purged WHERE id = 1) AS p;
