@@ -83,25 +83,22 @@ app_containers() {
   done
 }
 
-# usage: wait_healthy N   (polls until exactly N app containers run and all are healthy)
-wait_healthy() {
-  local n=$1 deadline=$((SECONDS + ${SCALE_TIMEOUT:-180})) ids healthy id last=
-  while :; do
-    mapfile -t ids < <(app_containers)
-    healthy=0
-    for id in "${ids[@]}"; do
-      [[ $(container_health "$id") == healthy ]] && healthy=$((healthy + 1))
-    done
-    if ((${#ids[@]} == n && healthy == n)); then
-      return 0
-    fi
-    if [[ "${#ids[@]}/$healthy" != "$last" ]]; then
-      log "waiting: ${#ids[@]} app container(s) running, $healthy of $n healthy"
-      last="${#ids[@]}/$healthy"
-    fi
-    ((SECONDS < deadline)) || die "timed out after ${SCALE_TIMEOUT:-180} s: $healthy of $n app containers healthy (see: ${COMPOSE_CMD[*]} logs app)"
-    sleep 1
+# usage: containers_healthy N   (prints how many run and are healthy; true
+# when exactly N run and all are healthy)
+containers_healthy() {
+  local n=$1 ids healthy=0 id
+  mapfile -t ids < <(app_containers)
+  for id in "${ids[@]}"; do
+    [[ $(container_health "$id") == healthy ]] && healthy=$((healthy + 1))
   done
+  printf '%s app container(s) running, %s of %s healthy\n' "${#ids[@]}" "$healthy" "$n"
+  ((${#ids[@]} == n && healthy == n))
+}
+
+# usage: wait_healthy N
+wait_healthy() {
+  wait_with_progress "${SCALE_TIMEOUT:-180}" containers_healthy "$1" ||
+    die "timed out after ${SCALE_TIMEOUT:-180} s: $WAIT_STATE (see: ${COMPOSE_CMD[*]} logs app)"
 }
 
 list_containers() {
@@ -145,19 +142,19 @@ swarm_task_states() {
 
 # usage: swarm_wait N   (polls until exactly N app tasks run, and none that is
 # to stop still does)
+# usage: tasks_settled N   (prints how many run and stop; true when exactly N
+# run and none is stopping)
+tasks_settled() {
+  local n=$1 running stopping
+  running=$(swarm_tasks app | wc -l)
+  stopping=$(swarm_task_states app | awk '$2 != "Running" && $3 == "Running"' | wc -l)
+  printf '%s of %s app task(s) running, %s stopping\n' "$running" "$n" "$stopping"
+  ((running == n && stopping == 0))
+}
+
 swarm_wait() {
-  local n=$1 deadline=$((SECONDS + ${SCALE_TIMEOUT:-180})) running stopping last=
-  while :; do
-    running=$(swarm_tasks app | wc -l)
-    stopping=$(swarm_task_states app | awk '$2 != "Running" && $3 == "Running"' | wc -l)
-    ((running == n && stopping == 0)) && return 0
-    if [[ "$running/$stopping" != "$last" ]]; then
-      log "waiting: $running of $n app task(s) running, $stopping stopping"
-      last="$running/$stopping"
-    fi
-    ((SECONDS < deadline)) || die "timed out after ${SCALE_TIMEOUT:-180} s: $running of $n app tasks running, $stopping stopping (see: docker service ps $(swarm_service app))"
-    sleep 1
-  done
+  wait_with_progress "${SCALE_TIMEOUT:-180}" tasks_settled "$1" ||
+    die "timed out after ${SCALE_TIMEOUT:-180} s: $WAIT_STATE (see: docker service ps $(swarm_service app))"
 }
 
 swarm_list() {

@@ -42,6 +42,22 @@ answers_or_exited() {
   ! pid_alive "$pidfile" || "$@"
 }
 
+# usage: wait_with_progress SECONDS COMMAND [ARGS...]   (runs COMMAND every
+# second until it succeeds, logging what it prints whenever that changes;
+# false after SECONDS, with its last words in WAIT_STATE)
+WAIT_STATE=
+wait_with_progress() {
+  local deadline=$((SECONDS + $1)) last=
+  shift
+  while :; do
+    WAIT_STATE=$("$@") && return 0
+    [[ $WAIT_STATE == "$last" ]] || log "waiting: $WAIT_STATE"
+    last=$WAIT_STATE
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
 # usage: pick_compose   (sets COMPOSE_CMD: $COMPOSE if set, e.g.
 # "docker-compose", else `docker compose` (v2), else docker-compose (v1))
 COMPOSE_CMD=()

@@ -640,6 +640,22 @@ step_logs_and_mysql() {
   tap_check "the app's account holds EXECUTE only" is_execute_only "$grants"
   clients=$(db_sql "SELECT DISTINCT PROCESSLIST_USER FROM performance_schema.threads WHERE PROCESSLIST_HOST NOT IN ('localhost') AND PROCESSLIST_USER IS NOT NULL" | tr '\n' ' ')
   tap_check "the app connects as webcluster_app, never as root ($clients)" tap_expect_equal "network clients" "webcluster_app " "$clients"
+  # docs/operations.md's commands, as written there.
+  tap_check "purge_access_log by hand: nothing is 90 days old, and log_audit balances" \
+    tap_expect_equal "purged, consistent" "0 1" \
+    "$(db_sql "CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 90 DAY, 5000)") $(db_sql 'SELECT consistent FROM log_audit')"
+  tap_check "a mysqldump backup holds the tables, the procedures and every row" backup_complete
+}
+
+backup_complete() {
+  local dump=$WORK/backup.sql rows
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  compose exec -T db sh -c 'MYSQL_PWD=$(cat /run/secrets/mysql_root_password) \
+    mysqldump -uroot --single-transaction --routines webcluster' >"$dump" || return 1
+  rows=$(db_sql "SELECT COUNT(*) FROM access_log")
+  # shellcheck disable=SC2016  # the backticks quote SQL identifiers
+  grep -q 'CREATE TABLE `access_log`' "$dump" && grep -q 'PROCEDURE `record_hits`' "$dump" &&
+    tap_expect_equal "rows in the dump" "$rows" "$(grep -o "'[0-9a-f]\{32\}'" "$dump" | wc -l)"
 }
 
 is_execute_only() {

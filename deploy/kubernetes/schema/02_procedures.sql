@@ -48,7 +48,7 @@ BEGIN
 
   IF v_elements > 0 THEN
     -- The slot is chosen once: RAND() in the WHERE clause would run per row.
-    SET v_slot = FLOOR(RAND() * 64);
+    SET v_slot = FLOOR(RAND() * 64);  -- the 64 rows 01_schema.sql creates
     START TRANSACTION;
     -- A request id already logged (a retry, in this batch or an earlier one)
     -- is skipped, and only what was inserted is counted. Every row of the

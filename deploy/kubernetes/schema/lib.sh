@@ -33,6 +33,52 @@ wait_until() {
   done
 }
 
+# usage: answers_or_exited PIDFILE COMMAND [ARGS...]   (true once the process
+# PIDFILE names has exited, or COMMAND succeeds: whether a server that is
+# starting, or draining after a SIGTERM, comes up or goes)
+answers_or_exited() {
+  local pidfile=$1
+  shift
+  ! pid_alive "$pidfile" || "$@"
+}
+
+# usage: wait_with_progress SECONDS COMMAND [ARGS...]   (runs COMMAND every
+# second until it succeeds, logging what it prints whenever that changes;
+# false after SECONDS, with its last words in WAIT_STATE)
+WAIT_STATE=
+wait_with_progress() {
+  local deadline=$((SECONDS + $1)) last=
+  shift
+  while :; do
+    WAIT_STATE=$("$@") && return 0
+    [[ $WAIT_STATE == "$last" ]] || log "waiting: $WAIT_STATE"
+    last=$WAIT_STATE
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+# usage: pick_compose   (sets COMPOSE_CMD: $COMPOSE if set, e.g.
+# "docker-compose", else `docker compose` (v2), else docker-compose (v1))
+COMPOSE_CMD=()
+pick_compose() {
+  if [[ -n ${COMPOSE:-} ]]; then
+    read -ra COMPOSE_CMD <<<"$COMPOSE"
+  elif docker compose version >/dev/null 2>&1; then
+    COMPOSE_CMD=(docker compose)
+  elif command -v docker-compose >/dev/null; then
+    COMPOSE_CMD=(docker-compose)
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+}
+
+# usage: container_health ID   (healthy | unhealthy | starting | none | gone)
+container_health() {
+  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null ||
+    echo gone
+}
+
 # usage: pid_alive PIDFILE   (true when the file names a live process; a
 # zombie counts as dead: a killed process stays one until init reaps it,
 # which took ~1.5 s here and may never happen in a container)
