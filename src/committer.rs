@@ -350,10 +350,21 @@ mod tests {
         }
         assert_eq!(outcome(&submit(&committer)), Err(NotRecorded::ShuttingDown));
         gate.wait();
-        // Whatever was queued behind the first batch is committed, not dropped.
-        while in_flight() < 3 {
-            gate.wait();
-            gate.wait();
+        // Whatever was queued behind the first batch is committed, not
+        // dropped: release each batch the committer starts until all three
+        // hits have been in one.
+        let mut released = 1;
+        loop {
+            let started = sizes.lock().unwrap().len();
+            if released < started {
+                gate.wait();
+                gate.wait();
+                released += 1;
+            } else if in_flight() >= 3 {
+                break;
+            } else {
+                thread::sleep(Duration::from_millis(5));
+            }
         }
         for waiter in &queued {
             assert_eq!(outcome(waiter), Ok(()));

@@ -142,6 +142,9 @@ mod tests {
         let config = Config::from_lookup(|name| match name {
             "DB_PORT" => Some(closed_port.to_string()),
             "DB_CONNECT_TIMEOUT_MS" => Some("500".into()),
+            // Should another test's listener take the freed port meanwhile,
+            // a call still fails within the reply's wait.
+            "DB_READ_TIMEOUT_MS" => Some("2000".into()),
             _ => None,
         })
         .unwrap();

@@ -179,7 +179,10 @@ mod tests {
         let opts = mysql::OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(port)
-            .tcp_connect_timeout(Some(Duration::from_millis(500)));
+            .tcp_connect_timeout(Some(Duration::from_millis(500)))
+            // Should another test's listener take the freed port meanwhile,
+            // the handshake still fails rather than waits forever.
+            .read_timeout(Some(Duration::from_millis(500)));
         Pool::new(opts.into(), size, wait)
     }
 
