@@ -207,6 +207,10 @@ mysql_start() {
     pid_alive "$pidfile" && { mysql_wait "$dir" "$port"; return 0; }
   fi
   port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
+  # A server killed with SIGKILL stays a zombie until its parent reaps it
+  # (seconds, here), and mysqld takes the pid in its socket's lock file for
+  # a live server and refuses to start. That server is gone: so is its lock.
+  rm -f "$dir/run/mysqld.sock" "$dir/run/mysqld.sock.lock"
   mysql_init "$dir"
   mapfile -t args < <(_mysql_server_args "$dir" "$port")
   log "starting $_MYSQL_FLAVOR${_MYSQL_IMAGE:+ from $_MYSQL_IMAGE} on 127.0.0.1:$port (log: $log)"
