@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod healthcheck;
 pub mod http;
 pub mod internal_ip;
+pub mod listener;
 pub mod log_file;
 pub mod logging;
 pub mod metrics;

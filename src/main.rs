@@ -13,6 +13,7 @@ use webcluster::handlers::{self, App};
 use webcluster::healthcheck;
 use webcluster::http::{Incoming, Responder};
 use webcluster::internal_ip::{NoInternalIp, choose_internal_ip};
+use webcluster::listener;
 use webcluster::logging;
 use webcluster::metrics_endpoint;
 use webcluster::server::{Outcome, Server, ServerSettings};
@@ -118,7 +119,7 @@ enum StartupError {
 }
 
 fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr).map_err(|source| StartupError::Listen {
+    listener::listen(addr).map_err(|source| StartupError::Listen {
         addr,
         variable,
         source,
