@@ -28,16 +28,28 @@ pub enum Route {
 }
 
 impl Route {
-    /// The query string is ignored: no endpoint takes parameters.
-    pub fn from_path(path: &str) -> Option<Route> {
-        match path.split_once('?').map_or(path, |(path, _)| path) {
-            "/" => Some(Route::Hit),
-            "/showcount" => Some(Route::ShowCount),
-            "/healthz" => Some(Route::Healthz),
-            "/readyz" => Some(Route::Readyz),
-            _ => None,
+    const ALL: [Route; 4] = [Route::Hit, Route::ShowCount, Route::Healthz, Route::Readyz];
+
+    /// The path it answers on.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Hit => "/",
+            Route::ShowCount => "/showcount",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
         }
     }
+
+    /// The query string is ignored: no endpoint takes parameters.
+    pub fn from_path(path: &str) -> Option<Route> {
+        let path = without_query(path);
+        Route::ALL.into_iter().find(|route| route.path() == path)
+    }
+}
+
+/// A request target's path, without its query string.
+pub fn without_query(target: &str) -> &str {
+    target.split_once('?').map_or(target, |(path, _)| path)
 }
 
 /// Every endpoint answers these methods.

@@ -69,7 +69,7 @@ pub fn metrics() -> &'static Metrics {
 
 impl Metrics {
     fn new() -> Metrics {
-        let m = Metrics {
+        let mut m = Metrics {
             registry: Registry::with_prefix("webcluster"),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
@@ -86,7 +86,7 @@ impl Metrics {
             open_fds: Gauge::default(),
             threads: Gauge::default(),
         };
-        let mut registry = m.registry;
+        let registry = &mut m.registry;
         registry.register(
             "http_requests",
             "Requests answered, by route and status",
@@ -155,7 +155,7 @@ impl Metrics {
             "Threads of the process",
             m.threads.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// One answered request. `path` is matched to a route; anything else is "other".
@@ -225,13 +225,7 @@ fn gauge_value(n: usize) -> i64 {
 
 /// A fixed set of label values: a client's path never becomes a label.
 fn route_label(path: &str) -> &'static str {
-    match Route::from_path(path) {
-        Some(Route::Hit) => "/",
-        Some(Route::ShowCount) => "/showcount",
-        Some(Route::Healthz) => "/healthz",
-        Some(Route::Readyz) => "/readyz",
-        None => "other",
-    }
+    Route::from_path(path).map_or("other", Route::path)
 }
 
 fn error_kind(error: &DbError) -> &'static str {

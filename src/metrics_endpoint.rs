@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tiny_http::{Header, Method, Response, StatusCode};
 
+use crate::http::without_query;
 use crate::metrics::metrics;
 
 /// OpenMetrics text, which Prometheus reads natively.
@@ -47,8 +48,7 @@ fn answer(
     url: &str,
     open_connections: &dyn Fn() -> usize,
 ) -> Response<Cursor<Vec<u8>>> {
-    let path = url.split_once('?').map_or(url, |(path, _)| path);
-    let (status, body, content_type) = match (method, path) {
+    let (status, body, content_type) = match (method, without_query(url)) {
         (Method::Get | Method::Head, "/metrics") => {
             (200, metrics().encode(open_connections()), CONTENT_TYPE)
         }
