@@ -123,8 +123,7 @@ app_ips() {
 
 # usage: db_sql SQL   (as root, inside the db container, with its mysql client)
 db_sql() {
-  # shellcheck disable=SC2016  # expanded by the container's shell
-  compose exec -T db sh -c 'MYSQL_PWD=$(cat /run/secrets/mysql_root_password) exec mysql -uroot -D webcluster --batch --skip-column-names -e "$1"' sh "$1"
+  compose exec -T db sh -c "$ROOT_SQL" sh "$1"
 }
 
 # --- HTTP ------------------------------------------------------------------------
@@ -385,19 +384,10 @@ nginx_root_refuses_writes() {
 }
 
 no_password_in_env() {
-  local id env secret status=0
+  local id status=0
   for id in $(project_containers); do
-    env=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$id")
-    if grep -E '^[A-Z_]*PASSWORD=' <<<"$env"; then
-      tap_diag "$id has a password variable"
-      status=1
-    fi
-    for secret in "$WORK"/secrets/*; do
-      if grep -qF -- "$(<"$secret")" <<<"$env"; then
-        tap_diag "$id's environment holds ${secret##*/}"
-        status=1
-      fi
-    done
+    env_holds_no_password "container $id" \
+      "$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$id")" || status=1
   done
   return "$status"
 }

@@ -79,8 +79,7 @@ wait_stack() {
 db_sql() {
   local db
   db=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_db" | head -n1)
-  # shellcheck disable=SC2016  # expanded by the container's shell
-  docker exec "$db" sh -c 'MYSQL_PWD=$(cat /run/secrets/mysql_root_password) exec mysql -uroot -D webcluster -N -B -e "$1"' sh "$1"
+  docker exec "$db" sh -c "$ROOT_SQL" sh "$1"
 }
 
 fatal() {
@@ -204,15 +203,13 @@ step_deploy() {
 }
 
 no_password_in_env() {
-  local service found
+  local service status=0
   for service in nginx app db schema; do
-    found=$(docker service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' \
-      "${STACK}_$service" | grep -E '^[A-Z_]*PASSWORD=' || true)
-    [[ -z $found ]] || {
-      tap_diag "$service: $found"
-      return 1
-    }
+    env_holds_no_password "service $service" \
+      "$(docker service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' "${STACK}_$service")" ||
+      status=1
   done
+  return "$status"
 }
 
 step_counting() {

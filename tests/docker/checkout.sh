@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared by tests/compose.sh and tests/swarm.sh: a copy of the user's checkout,
 # the images to run, and the crates for a build that cannot reach crates.io.
-# Sourced, never executed; needs scripts/lib.sh and REPO.
+# Sourced, never executed; needs scripts/lib.sh, tests/tap.sh and REPO.
 
 # usage: make_checkout PREFIX   (copies the repository's files, tracked and
 # new but not ignored, into a new directory /tmp/PREFIX.XXXXXX; sets WORK)
@@ -55,4 +55,27 @@ vendor_if_offline() {
     die "cargo vendor failed"
   printf '[source.crates-io]\nreplace-with = "vendored-sources"\n\n[source.vendored-sources]\ndirectory = "vendor/crates"\n' \
     >"$WORK/vendor/cargo-config.toml"
+}
+
+# The db container's mysql client as root, its password read from the
+# secret file; the SQL is $1: docker exec DB sh -c "$ROOT_SQL" sh SQL
+# shellcheck disable=SC2016,SC2034  # expanded by the container's shell; used by the suites
+ROOT_SQL='MYSQL_PWD=$(cat /run/secrets/mysql_root_password) exec mysql -uroot -D webcluster --batch --skip-column-names -e "$1"'
+
+# usage: env_holds_no_password WHAT ENV   (ENV: VAR=value lines, a container's
+# or a service's; true when no *PASSWORD variable and no password from
+# $WORK/secrets/ is in it; names WHAT otherwise)
+env_holds_no_password() {
+  local secret status=0
+  if grep -E '^[A-Z_]*PASSWORD=' <<<"$2" >&2; then
+    tap_diag "$1 has a password variable"
+    status=1
+  fi
+  for secret in "$WORK"/secrets/*; do
+    if grep -qF -- "$(<"$secret")" <<<"$2"; then
+      tap_diag "$1's environment holds ${secret##*/}"
+      status=1
+    fi
+  done
+  return "$status"
 }

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 
 use crate::http_client::{Client, Load};
-use crate::support::{Stack, wait_for};
+use crate::support::{
+    Stack, assert_every_200_counted_and_at_most_the_503s_more, assert_only_200_and_503, wait_for,
+};
 
 #[test]
 fn stopping_mysql_gives_503s_and_service_recovers_when_it_returns() {
@@ -110,18 +112,7 @@ fn a_stall_longer_than_nginx_waits_gives_the_apps_503_and_at_most_two_attempts()
     let report = load.join();
     let after = stack.counter_and_rows();
 
-    assert!(
-        report.errors.is_empty(),
-        "client errors: {:?}",
-        &report.errors[..report.errors.len().min(5)]
-    );
-    let unavailable = report.statuses.get(&503).copied().unwrap_or(0);
-    assert_eq!(
-        report.ok() + unavailable,
-        3_000,
-        "only 200 and 503: {:?}",
-        report.statuses
-    );
+    let unavailable = assert_only_200_and_503(&report, 3_000);
     assert!(unavailable > 0, "the stall was felt: {:?}", report.statuses);
     assert_eq!(
         report.without_retry_after, 0,
@@ -151,16 +142,7 @@ fn a_stall_longer_than_nginx_waits_gives_the_apps_503_and_at_most_two_attempts()
         );
     }
 
-    assert_eq!(after.counter, after.rows, "counter == rows");
-    let new_rows = after.rows - before.rows;
-    // A 503 after a CALL was sent into the stall may still commit (outcome
-    // unknown); a 200 always has its row.
-    assert!(
-        report.ok() <= new_rows && new_rows <= report.ok() + unavailable,
-        "200s {} <= new rows {new_rows} <= 200s + 503s {}",
-        report.ok(),
-        report.ok() + unavailable
-    );
+    assert_every_200_counted_and_at_most_the_503s_more(&report, before, after);
 }
 
 /// A lock wait ends on the server (and the transaction rolls back) before
@@ -214,29 +196,11 @@ fn killing_mysql_mid_load_answers_every_waiting_hit_and_loses_no_acknowledged_on
     let report = load.join();
     let after = stack.counter_and_rows();
 
-    assert!(
-        report.errors.is_empty(),
-        "client errors: {:?}",
-        &report.errors[..report.errors.len().min(5)]
-    );
-    let unavailable = report.statuses.get(&503).copied().unwrap_or(0);
-    assert_eq!(
-        report.ok() + unavailable,
-        8_000,
-        "only 200 and 503: {:?}",
-        report.statuses
-    );
+    let unavailable = assert_only_200_and_503(&report, 8_000);
     assert!(
         unavailable > 0,
         "the outage was felt: {:?}",
         report.statuses
     );
-    assert_eq!(after.counter, after.rows, "counter == rows");
-    let new_rows = after.rows - before.rows;
-    assert!(
-        report.ok() <= new_rows && new_rows <= report.ok() + unavailable,
-        "200s {} <= new rows {new_rows} <= 200s + 503s {}",
-        report.ok(),
-        report.ok() + unavailable
-    );
+    assert_every_200_counted_and_at_most_the_503s_more(&report, before, after);
 }

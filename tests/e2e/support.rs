@@ -359,6 +359,42 @@ pub fn assert_each_request_counted_once(
     );
 }
 
+/// No client error, and every one of `requests` answered 200 or 503; returns the 503s.
+pub fn assert_only_200_and_503(report: &LoadReport, requests: u64) -> u64 {
+    assert!(
+        report.errors.is_empty(),
+        "client errors: {:?}",
+        &report.errors[..report.errors.len().min(5)]
+    );
+    let unavailable = report.statuses.get(&503).copied().unwrap_or(0);
+    assert_eq!(
+        report.ok() + unavailable,
+        requests,
+        "only 200 and 503: {:?}",
+        report.statuses
+    );
+    unavailable
+}
+
+/// counter == rows; every 200 has its row, and a 503 whose CALL was already
+/// sent (outcome unknown) may have one too, so new rows lie between the 200s
+/// and the 200s plus the 503s.
+pub fn assert_every_200_counted_and_at_most_the_503s_more(
+    report: &LoadReport,
+    before: Totals,
+    after: Totals,
+) {
+    let unavailable = report.statuses.get(&503).copied().unwrap_or(0);
+    assert_eq!(after.counter, after.rows, "counter == rows");
+    let new_rows = after.rows - before.rows;
+    assert!(
+        report.ok() <= new_rows && new_rows <= report.ok() + unavailable,
+        "200s {} <= new rows {new_rows} <= 200s + 503s {}",
+        report.ok(),
+        report.ok() + unavailable
+    );
+}
+
 /// Polls `condition` every 100 ms; panics with `what` after `timeout`.
 pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
