@@ -50,11 +50,7 @@ require_stack_up() {
 # the same order compose uses)
 setting() {
   local value=${!1:-}
-  if [[ -z $value ]] && [[ -f .env ]]; then
-    value=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" .env | tail -n 1)
-    value=${value%\"}
-    value=${value#\"}
-  fi
+  [[ -n $value ]] || value=$(dotenv_value .env "$1")
   printf '%s\n' "${value:-$2}"
 }
 

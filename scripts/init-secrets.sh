@@ -48,9 +48,9 @@ make_secrets() {
 
 # usage: env_value NAME DEFAULT   (NAME's value in .env, else DEFAULT)
 env_value() {
-  local line
-  line=$(grep -m1 "^$1=" "$ENV_FILE" 2>/dev/null || true)
-  printf '%s\n' "${line:-$1=$2}" | cut -d= -f2-
+  local value
+  value=$(dotenv_value "$ENV_FILE" "$1")
+  printf '%s\n' "${value:-$2}"
 }
 
 make_env() {

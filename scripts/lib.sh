@@ -58,6 +58,17 @@ wait_with_progress() {
   done
 }
 
+# usage: dotenv_value FILE NAME   (NAME's value in a .env FILE as Compose reads
+# it: the last assignment, spaces and double quotes around it dropped;
+# nothing if FILE or NAME is missing)
+dotenv_value() {
+  local value
+  [[ -f $1 ]] || return 0
+  value=$(sed -n "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*//p" "$1" | tail -n 1)
+  value=${value%\"}
+  printf '%s\n' "${value#\"}"
+}
+
 # usage: pick_compose   (sets COMPOSE_CMD: $COMPOSE if set, e.g.
 # "docker-compose", else `docker compose` (v2), else docker-compose (v1))
 COMPOSE_CMD=()
