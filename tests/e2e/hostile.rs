@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::http_client::{Client, Load};
 use crate::raw::{self, get_with_header};
 use crate::support::{
-    Stack, assert_each_request_counted_once, process_alive, rss_bytes, wait_for, worker_threads,
+    Stack, assert_each_request_counted_once, metric_value, process_alive, rss_bytes, wait_for,
+    worker_threads,
 };
 
 /// The stack's WORKERS (the default).
@@ -277,14 +278,11 @@ fn an_instance_survives_every_hostile_connection_pattern() {
 /// 10 s) until at least `expected` were.
 /// The instance's open client connections, from its own metrics.
 fn open_connections(stack: &Stack) -> usize {
-    Client::new(stack.metrics_addr(1))
+    let text = Client::new(stack.metrics_addr(1))
         .get("/metrics")
         .map(|r| r.body)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("webcluster_http_open_connections "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_default();
+    metric_value(&text, "webcluster_http_open_connections") as usize
 }
 
 fn count_refusals(streams: &[TcpStream], expected: usize) -> usize {

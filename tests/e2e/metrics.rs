@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::http_client::{Client, Load};
-use crate::support::{Stack, assert_each_request_counted_once, wait_for};
+use crate::support::{Stack, assert_each_request_counted_once, metric_value, wait_for};
 
 fn scrape(stack: &Stack, i: usize) -> String {
     let response = Client::new(stack.metrics_addr(i))
@@ -24,17 +24,9 @@ fn scrape(stack: &Stack, i: usize) -> String {
     response.body
 }
 
-/// The value of the series named exactly `series` (with its labels), 0 if absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse::<f64>().expect("a number"))
-        .sum()
-}
-
 fn total(stack: &Stack, instances: usize, series: &str) -> f64 {
     (1..=instances)
-        .map(|i| value(&scrape(stack, i), series))
+        .map(|i| metric_value(&scrape(stack, i), series))
         .sum()
 }
 
@@ -78,11 +70,11 @@ fn metrics_agree_with_the_load_and_parse_as_openmetrics() {
             "webcluster_process_threads",
         ] {
             assert!(
-                value(&text, series) > 0.0,
+                metric_value(&text, series) > 0.0,
                 "instance {i}: {series} in\n{text}"
             );
         }
-        assert_eq!(value(&text, "webcluster_db_pool_waiting"), 0.0);
+        assert_eq!(metric_value(&text, "webcluster_db_pool_waiting"), 0.0);
         parses_as_openmetrics(&text);
     }
 }

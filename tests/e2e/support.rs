@@ -359,6 +359,15 @@ pub fn assert_each_request_counted_once(
     );
 }
 
+/// The value of the series named exactly `series` (with its labels) in an
+/// exposition, 0 if absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse::<f64>().expect("a number"))
+        .sum()
+}
+
 /// No client error, and every one of `requests` answered 200 or 503; returns the 503s.
 pub fn assert_only_200_and_503(report: &LoadReport, requests: u64) -> u64 {
     assert!(
