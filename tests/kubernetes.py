@@ -75,7 +75,7 @@ def app_source():
         http = f.read()
     with open(os.path.join(REPO, "src", "config.rs")) as f:
         config = f.read()
-    routes = set(re.findall(r'"(/[a-z]*)" => Some\(Route::', http))
+    routes = set(re.findall(r'Route::[A-Za-z]+ => "(/[a-z]*)"', http))
     port = int(re.search(r'"LISTEN_ADDR",\s*"[0-9.]+:([0-9]+)"', config).group(1))
     shutdown_ms = int(re.search(r'"SHUTDOWN_TIMEOUT_MS",\s*([0-9_]+)', config).group(1).replace("_", ""))
     return routes, port, shutdown_ms
