@@ -5,8 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client_ip::TrustedProxies;
-use crate::logging::LogSettings;
+use crate::http::client_ip::TrustedProxies;
+use crate::http::server::ConnectionLimits;
+use crate::store::{DbSettings, Secret};
+use crate::telemetry::logging::LogSettings;
 
 const DEFAULT_WORKERS: usize = 8;
 const DEFAULT_COMMITTERS: usize = 1;
@@ -41,51 +43,6 @@ pub struct Config {
     /// `QUEUE_TIMEOUT_MS`: a request that waited longer than this for a worker
     /// is answered 503 without touching the database.
     pub queue_timeout: Duration,
-}
-
-/// What one client connection may hold or make the instance wait for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// `HEADER_TIMEOUT_MS`: a request head must arrive within this.
-    pub header_timeout: Duration,
-    /// `IDLE_TIMEOUT_MS`: a kept-alive connection with no next request is closed after this.
-    pub idle_timeout: Duration,
-    /// `WRITE_TIMEOUT_MS`: the longest a response write may block.
-    pub write_timeout: Duration,
-    /// `MAX_HEADER_BYTES`: a larger request head is answered 431.
-    pub max_header_bytes: usize,
-    /// `MAX_CONNECTIONS`: one more connection is answered 503 and closed.
-    pub max_connections: usize,
-}
-
-/// How to reach MySQL.
-#[derive(Debug, Clone)]
-pub struct DbSettings {
-    pub host: String,
-    pub port: u16,
-    pub name: String,
-    pub user: String,
-    pub password: Secret,
-    pub pool_size: usize,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-}
-
-/// A password that never shows up in `Debug` output or logs.
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 /// A setting that cannot be used. Startup stops with this line and exit status 2.
@@ -266,9 +223,9 @@ impl Env<'_> {
                 variable: "DB_PASSWORD_FILE",
                 problem: "set DB_PASSWORD or DB_PASSWORD_FILE, not both".into(),
             }),
-            (Some(password), None) => Ok(Secret(password)),
+            (Some(password), None) => Ok(Secret::new(password)),
             (None, Some(path)) => std::fs::read_to_string(&path)
-                .map(|text| Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+                .map(|text| Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
                 .map_err(|e| ConfigError {
                     variable: "DB_PASSWORD_FILE",
                     problem: format!("cannot read {path}: {e}"),

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::committer::{Committer, NotRecorded};
-use crate::db::{Db, DbError, Hit};
+use crate::http::sticky;
 use crate::http::{ALLOWED_METHODS, Incoming, Method, Reply, Responder, Route};
-use crate::sticky;
+use crate::store::committer::{Committer, NotRecorded};
+use crate::store::{Db, DbError, Hit};
 
 /// What every request handler shares.
 pub struct App {

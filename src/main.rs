@@ -6,20 +6,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use webcluster::committer::Committer;
 use webcluster::config::{self, Config};
-use webcluster::db::{Db, HitWriter};
 use webcluster::handlers::{self, App};
-use webcluster::healthcheck;
-use webcluster::http::{Incoming, Responder};
+use webcluster::http::server::{Outcome, Server, ServerSettings};
+use webcluster::http::{Incoming, Responder, Route, healthcheck, listener, metrics_endpoint};
 use webcluster::internal_ip::{NoInternalIp, choose_internal_ip};
-use webcluster::listener;
-use webcluster::logging;
-use webcluster::metrics_endpoint;
-use webcluster::server::{Outcome, Server, ServerSettings};
+use webcluster::store::committer::Committer;
+use webcluster::store::{Db, HitWriter};
+use webcluster::telemetry::logging;
 
 const USAGE: &str = "usage: webcluster              serve (configured by environment variables)
-       webcluster healthcheck  exit 0 if this instance's /healthz answers 200";
+       webcluster healthcheck  exit 0 if this instance's /healthz answers 200
+       webcluster routes       print the paths the app answers on, one per line";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +29,12 @@ fn main() -> ExitCode {
     {
         [] => serve(),
         ["healthcheck"] => health(),
+        ["routes"] => {
+            for route in Route::ALL {
+                println!("{}", route.path());
+            }
+            ExitCode::SUCCESS
+        }
         ["-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS

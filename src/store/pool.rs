@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql::{Conn, Opts};
 
-use crate::metrics::metrics;
+use crate::telemetry::metrics::metrics;
 
 /// Why no connection could be had.
 #[derive(Debug, thiserror::Error)]

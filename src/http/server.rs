@@ -1,6 +1,7 @@
 //! The worker pool: N threads share one tiny_http server. Each receives a
-//! request, hands it to the handler, responds and writes one log line.
-//! Nothing else does I/O.
+//! request and hands it to the handler with a responder, which answers it and
+//! writes its log line whenever the handler (or, for a hit, the committer)
+//! calls it.
 
 use std::net::{IpAddr, TcpListener};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -9,11 +10,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::client_ip::TrustedProxies;
-use crate::config::ConnectionLimits;
-use crate::http::{Incoming, Reply, Responder};
-use crate::metrics::metrics;
-use crate::shutdown::Shutdown;
+use super::client_ip::TrustedProxies;
+use super::shutdown::Shutdown;
+use super::{Incoming, Reply, Responder, Route};
+use crate::request_id::RequestId;
+use crate::telemetry::metrics::metrics;
 
 /// How often the main thread checks whether shutdown has begun.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
@@ -28,6 +29,21 @@ pub enum Outcome {
     /// The server could not go on: tiny_http's listening socket failed for
     /// good, or a worker could not start.
     Failed(String),
+}
+
+/// What one client connection may hold or make the instance wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `HEADER_TIMEOUT_MS`: a request head must arrive within this.
+    pub header_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS`: a kept-alive connection with no next request is closed after this.
+    pub idle_timeout: Duration,
+    /// `WRITE_TIMEOUT_MS`: the longest a response write may block.
+    pub write_timeout: Duration,
+    /// `MAX_HEADER_BYTES`: a larger request head is answered 431.
+    pub max_header_bytes: usize,
+    /// `MAX_CONNECTIONS`: one more connection is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// What the server needs besides the handler.
@@ -193,6 +209,8 @@ fn serve(
         client: incoming.client_ip,
         method: method_name(&request),
         path: escaped(&incoming.path),
+        route: Route::label(&incoming.path),
+        request_id: incoming.request_id.clone(),
         own_probe: is_own_probe(&incoming.path, incoming.client_ip),
     };
     let (method, path) = (line.method.clone(), line.path.clone());
@@ -209,6 +227,10 @@ struct LogLine {
     client: IpAddr,
     method: String,
     path: String,
+    route: &'static str,
+    /// nginx's `$request_id` (or the app's own): the same id is in nginx's
+    /// access log and in `access_log.request_id`.
+    request_id: RequestId,
     own_probe: bool,
 }
 
@@ -219,8 +241,7 @@ fn answer(request: tiny_http::Request, reply: Reply, line: &LogLine) {
         log::debug!("could not send the response: {e}");
     }
     let took = line.started.elapsed();
-    // The escaped path names the same route: only control characters differ.
-    metrics().request(&line.path, status, took);
+    metrics().request(line.route, status, took);
     // A container's own health probe every few seconds would bury the real
     // traffic; it stays visible at LOG_LEVEL=debug.
     let level = match line.own_probe && status == 200 {
@@ -229,11 +250,12 @@ fn answer(request: tiny_http::Request, reply: Reply, line: &LogLine) {
     };
     log::log!(
         level,
-        "{} {} {} {status} {:.1}ms",
+        "{} {} {} {status} {:.1}ms id={}",
         line.client,
         line.method,
         line.path,
-        took.as_secs_f64() * 1000.0
+        took.as_secs_f64() * 1000.0,
+        line.request_id
     );
 }
 
@@ -285,9 +307,13 @@ mod tests {
             listener,
             ServerSettings {
                 workers: 1,
-                limits: crate::config::Config::from_lookup(|_| None)
-                    .expect("defaults")
-                    .connections,
+                limits: ConnectionLimits {
+                    header_timeout: Duration::from_secs(5),
+                    idle_timeout: Duration::from_secs(60),
+                    write_timeout: Duration::from_secs(10),
+                    max_header_bytes: 40_960,
+                    max_connections: 512,
+                },
                 trusted_proxies: TrustedProxies::default(),
             },
         )

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tiny_http::{Header, Method, Response, StatusCode};
 
-use crate::http::without_query;
-use crate::metrics::metrics;
+use super::route::without_query;
+use crate::telemetry::metrics::metrics;
 
 /// OpenMetrics text, which Prometheus reads natively.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
-use crate::log_file::RotatingFile;
+use super::log_file::RotatingFile;
 
 /// Where and how much to log.
 #[derive(Debug, Clone)]

@@ -1,8 +1,9 @@
-//! The `internal_ip` session cookie that nginx's `sticky learn` keys on.
+//! The app's `internal_ip` session cookie: it tells a client which instance
+//! answered. nginx routes on its own `webcluster_route` cookie, not this one.
 
 use std::net::IpAddr;
 
-/// The cookie's name; nginx.conf reads it as `$cookie_internal_ip` / `$upstream_cookie_internal_ip`.
+/// The cookie's name.
 pub const COOKIE_NAME: &str = "internal_ip";
 
 /// The instance named by the request's `internal_ip` cookie, when it holds a

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use crate::db::{DbError, Hit, HitWriter};
-use crate::metrics::metrics;
+use super::{DbError, Hit, HitWriter};
+use crate::telemetry::metrics::metrics;
 
 /// Why a hit was not recorded. Every case is a 503 to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

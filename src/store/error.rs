@@ -1,0 +1,48 @@
+//! What can go wrong with a database call, sorted by what the caller can do about it.
+
+use super::pool::CheckoutError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection: the database is down, unreachable, or refused the account.
+    #[error(transparent)]
+    Unavailable(CheckoutError),
+    /// The connection broke after the CALL was sent: it may or may not have run.
+    #[error("connection lost during a call (outcome unknown): {0}")]
+    OutcomeUnknown(mysql::Error),
+    /// The server refused the CALL.
+    #[error("database error {code}: {message}")]
+    Server { code: u16, message: String },
+    /// The procedure answered something the app does not expect (schema mismatch).
+    #[error("unexpected reply from the database: {0}")]
+    UnexpectedReply(String),
+}
+
+impl DbError {
+    /// The error's kind, as the metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DbError::Unavailable(_) => "unavailable",
+            DbError::OutcomeUnknown(_) => "outcome_unknown",
+            DbError::Server { .. } => "refused",
+            DbError::UnexpectedReply(_) => "unexpected_reply",
+        }
+    }
+
+    /// Sorts a driver error from a call that was sent: the server's own
+    /// answer leaves the connection usable, anything else broke it mid-call.
+    pub(super) fn from_call(error: mysql::Error) -> DbError {
+        match error {
+            mysql::Error::MySqlError(e) => DbError::Server {
+                code: e.code,
+                message: e.message,
+            },
+            other => DbError::OutcomeUnknown(other),
+        }
+    }
+
+    /// Whether the connection it came from is still usable.
+    pub(super) fn connection_survives(&self) -> bool {
+        matches!(self, DbError::Server { .. } | DbError::UnexpectedReply(_))
+    }
+}
