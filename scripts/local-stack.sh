@@ -13,6 +13,7 @@
 #        scripts/local-stack.sh dir      print the stack's directory
 # env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
 #   DNS_PORT (5353)  APP_PORT (8000)  METRICS_PORT (9100)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
+#   COOKIE_TTL_SECONDS (300: the lifetime of both stickiness cookies, nginx's and the app's)
 #   APP_BIN (target/release/webcluster, built by cargo)  MYSQL_IMAGE,
 #   NGINX_IMAGE (the servers of those Docker images instead of the chroot's,
 #   e.g. mysql:9.7 and nginx:1.30: containers on the host's network and pid
@@ -34,7 +35,7 @@ DB_NAME=webcluster
 # The app's account: passed to apply-sql.sh and to the app, and recorded.
 APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
-SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE)
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE COOKIE_TTL_SECONDS)
 APP_START_SECONDS=30
 # nginx re-resolves the app name every second (resolver valid=1s).
 DNS_SETTLE_SECONDS=1.5
@@ -84,6 +85,7 @@ stack_settings() {
   APP_BIN=${APP_BIN:-$(_stack_saved APP_BIN "")}
   MYSQL_IMAGE=${MYSQL_IMAGE:-$(_stack_saved MYSQL_IMAGE "")}
   NGINX_IMAGE=${NGINX_IMAGE:-$(_stack_saved NGINX_IMAGE "")}
+  COOKIE_TTL_SECONDS=${COOKIE_TTL_SECONDS:-$(_stack_saved COOKIE_TTL_SECONDS 300)}
   _stack_validate
   _stack_forget_old_pids
   mysql_configure "$ROOTFS" "" "$MYSQL_IMAGE" "webcluster-$STACK_NAME-mysqld"
@@ -192,7 +194,7 @@ stack_app_start() {
     raise_open_file_limit "$APP_NOFILE" 4096 ||
       warn "app-$i may run out of file descriptors below MAX_CONNECTIONS: ulimit -n is $(ulimit -n)"
     exec env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
-      METRICS_ADDR="$ip:$METRICS_PORT" \
+      METRICS_ADDR="$ip:$METRICS_PORT" COOKIE_TTL_SECONDS="$COOKIE_TTL_SECONDS" \
       TRUSTED_PROXIES="${TRUSTED_PROXIES:-$(stack_nginx_ip)}" \
       DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
       DB_PASSWORD_FILE="$STACK_DIR/app-db-password" LOG_DIR="$LOG_DIR/app" \
@@ -273,30 +275,14 @@ _stack_dns_start() {
 }
 
 # usage: stack_nginx_render   (the repository's nginx.conf with this stack's
-# addresses, ports and paths; every edit checked before and after)
+# addresses, ports and paths, through the one renderer every deployment uses)
 stack_nginx_render() {
-  local conf=$STACK_DIR/nginx.conf access_log
-  access_log=$(rootfs_path "$NGINX_ROOT" "$LOG_DIR/nginx-access.log")
-  cp "$REPO/nginx.conf" "$conf.tmp"
-  _stack_replace "$conf.tmp" 'listen 80;' "listen 127.0.0.1:$HTTP_PORT;"
-  _stack_replace "$conf.tmp" 'resolver 127.0.0.11' "resolver 127.0.0.1:$DNS_PORT"
-  _stack_replace "$conf.tmp" 'server app:8000 resolve' "server app:$APP_PORT resolve"
-  _stack_replace "$conf.tmp" 'access_log /var/log/nginx/access.log' "access_log $access_log"
-  # nginx's own source address: the instances' one trusted proxy.
-  _stack_replace "$conf.tmp" 'proxy_http_version 1.1;' "proxy_http_version 1.1; proxy_bind $(stack_nginx_ip);"
-  mv "$conf.tmp" "$conf"
-}
-
-# usage: _stack_replace FILE OLD NEW   (literal text; OLD must occur exactly once)
-_stack_replace() {
-  local file=$1 old=$2 new=$3 count pattern replacement
-  count=$(grep -cF -- "$old" "$file" || true)
-  ((count == 1)) ||
-    die "nginx.conf has $count lines with '$old' (expected 1); update stack_nginx_render in $0"
-  pattern=$(printf '%s' "$old" | sed 's/[]\/$*.^[]/\\&/g')
-  replacement=$(printf '%s' "$new" | sed 's/[\/&]/\\&/g')
-  sed -i "s/$pattern/$replacement/" "$file"
-  grep -qF -- "$new" "$file" || die "rendering nginx.conf: '$old' was not replaced by '$new'"
+  NGINX_LISTEN=127.0.0.1:$HTTP_PORT NGINX_RESOLVER=127.0.0.1:$DNS_PORT \
+    NGINX_UPSTREAM=app:$APP_PORT NGINX_PROXY_BIND=$(stack_nginx_ip) \
+    NGINX_ACCESS_LOG=$(rootfs_path "$NGINX_ROOT" "$LOG_DIR/nginx-access.log") \
+    COOKIE_TTL_SECONDS=$COOKIE_TTL_SECONDS \
+    sh "$HERE/nginx-conf.sh" render "$REPO/nginx.conf" "$STACK_DIR/nginx.conf" ||
+    die "cannot render nginx.conf for stack '$STACK_NAME'"
 }
 
 # usage: stack_nginx_up   (renders the config and starts nginx unless it runs)

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Kustomize reads no file outside deploy/kubernetes/, so the files the
 # Kubernetes manifests ship live there as copies of their one source:
-#   deploy/kubernetes/nginx.conf     nginx.conf, with the cluster's DNS and the
-#                                    app Service's full name (nginx's resolver
-#                                    uses no search domains)
+#   deploy/kubernetes/nginx.conf, nginx-conf.sh   nginx.conf and scripts/nginx-conf.sh
+#                                    (nginx.yaml's environment holds the cluster's settings)
 #   deploy/kubernetes/schema/        scripts/apply-sql.sh, scripts/lib.sh, sql/*.sql
 #
 # usage: scripts/sync-deploy.sh           write them
@@ -16,22 +15,11 @@ REPO=$(dirname "$HERE")
 source "$HERE/lib.sh"
 K8S=$REPO/deploy/kubernetes
 
-# usage: render_nginx   (prints the Kubernetes nginx.conf)
-render_nginx() {
-  local old
-  for old in 'resolver 127.0.0.11 valid=1s ipv6=off;' 'server app:8000 resolve'; do
-    (($(grep -cF -- "$old" "$REPO/nginx.conf") == 1)) ||
-      die "nginx.conf no longer has exactly one '$old': update $0"
-  done
-  sed -e 's|resolver 127.0.0.11 valid=1s ipv6=off;|resolver kube-dns.kube-system.svc.cluster.local valid=1s ipv6=off;|' \
-    -e 's|server app:8000 resolve|server app.webcluster.svc.cluster.local:8000 resolve|' \
-    -e 's|^# Needs open-source nginx|# Kubernetes copy (scripts/sync-deploy.sh): the cluster DNS, the app Service by full name.\n# Needs open-source nginx|' \
-    "$REPO/nginx.conf"
-}
-
-# usage: each_copy FUNCTION   (calls FUNCTION SOURCE DESTINATION per schema file)
+# usage: each_copy FUNCTION   (calls FUNCTION SOURCE DESTINATION per copied file)
 each_copy() {
   local file
+  "$1" "$REPO/nginx.conf" "$K8S/nginx.conf"
+  "$1" "$REPO/scripts/nginx-conf.sh" "$K8S/nginx-conf.sh"
   for file in "$REPO"/scripts/apply-sql.sh "$REPO"/scripts/lib.sh "$REPO"/sql/*.sql; do
     "$1" "$file" "$K8S/schema/${file##*/}"
   done
@@ -51,12 +39,10 @@ main() {
     "")
       mkdir -p "$K8S/schema"
       rm -f "$K8S"/schema/*
-      render_nginx >"$K8S/nginx.conf"
       each_copy write_copy
-      log "wrote deploy/kubernetes/nginx.conf and deploy/kubernetes/schema/"
+      log "wrote deploy/kubernetes/nginx.conf, nginx-conf.sh and schema/"
       ;;
     --check)
-      render_nginx | cmp -s - "$K8S/nginx.conf" || STALE+=(deploy/kubernetes/nginx.conf)
       each_copy check_copy
       [[ $(find "$K8S/schema" -type f | wc -l) == $(($(find "$REPO/sql" -name '*.sql' | wc -l) + 2)) ]] ||
         STALE+=("deploy/kubernetes/schema/ (files added or removed)")

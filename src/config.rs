@@ -1,5 +1,6 @@
 //! Settings, read once from environment variables and validated before anything starts.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -61,7 +62,20 @@ impl Config {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let env = Env(&lookup);
+        Config::read(&Env::new(&lookup))
+    }
+
+    /// Every variable the app reads, with the value it takes (its default
+    /// when unset; a password only as `(set)`): what `webcluster config` prints.
+    pub fn describe(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<(&'static str, String)>, ConfigError> {
+        let env = Env::new(&lookup);
+        Config::read(&env)?;
+        Ok(env.seen.into_inner())
+    }
+
+    fn read(env: &Env<'_>) -> Result<Config, ConfigError> {
         let workers = env.number("WORKERS", DEFAULT_WORKERS, 1, 1024)?;
         Ok(Config {
             listen_addr: env.listen_addr()?,
@@ -85,7 +99,7 @@ impl Config {
                 write_timeout: env.millis("DB_WRITE_TIMEOUT_MS", 5_000)?,
             },
             log: LogSettings {
-                dir: PathBuf::from(env.get("LOG_DIR").unwrap_or_else(|| "logs".into())),
+                dir: PathBuf::from(env.text("LOG_DIR", "logs")),
                 level: env.parsed(
                     "LOG_LEVEL",
                     "info",
@@ -95,7 +109,10 @@ impl Config {
                 files: env.number("LOG_FILES", 5, 0, 100)?,
             },
             metrics_addr: match env.get("METRICS_ADDR").as_deref() {
-                Some("off") => None,
+                Some("off") => {
+                    env.saw("METRICS_ADDR", "off");
+                    None
+                }
                 _ => Some(env.parsed(
                     "METRICS_ADDR",
                     "0.0.0.0:9100",
@@ -109,7 +126,10 @@ impl Config {
                 "a comma-separated CIDR list",
             )?,
             internal_ip: match env.get("INTERNAL_IP") {
-                None => None,
+                None => {
+                    env.saw("INTERNAL_IP", "(detected)");
+                    None
+                }
                 Some(_) => Some(env.parsed("INTERNAL_IP", "", "an IP address")?),
             },
             shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
@@ -129,17 +149,38 @@ impl Config {
 
 /// `LISTEN_ADDR` alone: the health check needs nothing else, not even a password.
 pub fn listen_addr_from_env() -> Result<SocketAddr, ConfigError> {
-    Env(&|name: &str| std::env::var(name).ok()).listen_addr()
+    Env::new(&|name: &str| std::env::var(name).ok()).listen_addr()
 }
 
-/// The environment seen through a lookup function; empty values count as unset.
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+/// The environment seen through a lookup function; empty values count as
+/// unset. It remembers each variable read and the value taken.
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    seen: RefCell<Vec<(&'static str, String)>>,
+}
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Env<'a> {
+        Env {
+            lookup,
+            seen: RefCell::new(Vec::new()),
+        }
+    }
+
     fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
+        (self.lookup)(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
+    }
+
+    fn saw(&self, name: &'static str, value: &str) {
+        self.seen.borrow_mut().push((name, value.to_owned()));
+    }
+
+    fn text(&self, name: &'static str, default: &str) -> String {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        self.saw(name, &value);
+        value
     }
 
     fn parsed<T: std::str::FromStr>(
@@ -148,7 +189,7 @@ impl Env<'_> {
         default: &str,
         expected: &str,
     ) -> Result<T, ConfigError> {
-        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        let raw = self.text(name, default);
         raw.parse().map_err(|_| ConfigError {
             variable: name,
             problem: format!("{raw:?} is not {expected}"),
@@ -184,7 +225,7 @@ impl Env<'_> {
     }
 
     fn host(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let host = self.get(name).unwrap_or_else(|| default.to_owned());
+        let host = self.text(name, default);
         let valid = host.parse::<IpAddr>().is_ok()
             || (host.len() <= 253
                 && host
@@ -200,7 +241,7 @@ impl Env<'_> {
     }
 
     fn identifier(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        let value = self.text(name, default);
         let valid = value.len() <= 64
             && value
                 .bytes()
@@ -217,8 +258,11 @@ impl Env<'_> {
     /// `DB_PASSWORD`, or the contents of `DB_PASSWORD_FILE` (Docker secrets); not both.
     fn password(&self) -> Result<Secret, ConfigError> {
         // Passwords are not trimmed: spaces may be part of them.
-        let inline = (self.0)("DB_PASSWORD").filter(|v| !v.is_empty());
-        match (inline, self.get("DB_PASSWORD_FILE")) {
+        let inline = (self.lookup)("DB_PASSWORD").filter(|v| !v.is_empty());
+        let file = self.get("DB_PASSWORD_FILE");
+        self.saw("DB_PASSWORD", if inline.is_some() { "(set)" } else { "" });
+        self.saw("DB_PASSWORD_FILE", file.as_deref().unwrap_or(""));
+        match (inline, file) {
             (Some(_), Some(_)) => Err(ConfigError {
                 variable: "DB_PASSWORD_FILE",
                 problem: "set DB_PASSWORD or DB_PASSWORD_FILE, not both".into(),
@@ -392,6 +436,33 @@ mod tests {
                 "{why}: message {error} names the variable"
             );
         }
+    }
+
+    #[test]
+    fn describe_lists_every_variable_once_with_its_value_and_no_password() {
+        let described = Config::describe(|name| match name {
+            "DB_PASSWORD" => Some("hunter2".into()),
+            "WORKERS" => Some("3".into()),
+            _ => None,
+        })
+        .expect("valid");
+        let names: Vec<&str> = described.iter().map(|(name, _)| *name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "each once: {names:?}");
+        let value = |name| {
+            described
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("WORKERS"), Some("3"));
+        assert_eq!(value("LISTEN_ADDR"), Some("0.0.0.0:8000"));
+        assert_eq!(value("SHUTDOWN_TIMEOUT_MS"), Some("10000"));
+        assert_eq!(value("DB_PASSWORD"), Some("(set)"));
+        assert!(!format!("{described:?}").contains("hunter2"));
+        assert!(Config::describe(|name| (name == "WORKERS").then(|| "0".into())).is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@ use webcluster::telemetry::logging;
 
 const USAGE: &str = "usage: webcluster              serve (configured by environment variables)
        webcluster healthcheck  exit 0 if this instance's /healthz answers 200
-       webcluster routes       print the paths the app answers on, one per line";
+       webcluster routes       print the paths the app answers on, one per line
+       webcluster config       print each setting as NAME=value, as this environment gives it";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +30,15 @@ fn main() -> ExitCode {
     {
         [] => serve(),
         ["healthcheck"] => health(),
+        ["config"] => match Config::describe(|name| std::env::var(name).ok()) {
+            Ok(settings) => {
+                for (name, value) in settings {
+                    println!("{name}={value}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => bad_setting(e),
+        },
         ["routes"] => {
             for route in Route::ALL {
                 println!("{}", route.path());

@@ -242,6 +242,7 @@ write_env() {
   tap_check "init-secrets.sh writes mode-0600 secrets and keeps them on a second run" secrets_kept "$before"
   sed -i -e "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$PROJECT|" \
     -e "s|^HTTP_PORT=.*|HTTP_PORT=$HTTP_PORT|" \
+    -e "s|^COOKIE_TTL_SECONDS=.*|COOKIE_TTL_SECONDS=$COOKIE_TTL|" \
     -e "s|^APP_UID=.*|APP_UID=$APP_UID|" \
     -e "s|^APP_GID=.*|APP_GID=$APP_UID|" \
     -e "s|^NGINX_IMAGE=.*|NGINX_IMAGE=$NGINX_IMAGE|" \
@@ -435,6 +436,8 @@ step_sticky() {
   seen=$(sticky_run "$jar" 10)
   tap_check "a cookie jar keeps one client on one container ($seen)" is_one_ip "$seen"
   tap_check "the session cookie holds that container's IP" tap_expect_equal "cookie" "$seen" "$(cookie_ip "$jar")"
+  tap_check "COOKIE_TTL_SECONDS ($COOKIE_TTL) sets both cookies' lifetime" \
+    cookie_lifetimes "$(curl -sS -m 20 -I "$URL/")"
   STICKY_IP=$seen
 }
 

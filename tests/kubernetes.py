@@ -3,11 +3,14 @@
 
 1. `kubectl kustomize` renders them (offline), and every resource passes the
    Kubernetes JSON schemas of a pinned version (kubernetes-validate, strict).
-2. Rules the schemas cannot see: probes on the app's real paths and port, the
-   headless Service selecting the app's pods, nginx's configuration passing
-   `nginx -t` and naming that Service, pinned images, limits and a non-root,
-   read-only, capability-less security context for every container, a grace
-   period longer than the drain, no password anywhere but a Secret.
+2. Rules the schemas cannot see: probes on the app's real paths and port (the
+   app binary itself says which: `webcluster routes`, and `webcluster config`
+   with the pod's environment), the headless Service selecting the app's
+   pods, nginx's configuration, rendered with the pod's environment, passing
+   `nginx -t` and naming that Service, one cookie lifetime for nginx and the
+   app, pinned images, limits and a non-root, read-only, capability-less
+   security context for every container, a grace period longer than the
+   drain, no password anywhere but a Secret.
 3. Each rule is shown to catch a broken copy of the manifests (mutations).
 
 usage: tests/kubernetes.py   (as root: nginx -t runs in the root filesystem;
@@ -16,7 +19,6 @@ usage: tests/kubernetes.py   (as root: nginx -t runs in the root filesystem;
 
 import copy
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -70,15 +72,36 @@ def containers(docs):
             yield name, spec, c
 
 
-def app_source():
-    with open(os.path.join(REPO, "src", "http.rs")) as f:
-        http = f.read()
-    with open(os.path.join(REPO, "src", "config.rs")) as f:
-        config = f.read()
-    routes = set(re.findall(r'Route::[A-Za-z]+ => "(/[a-z]*)"', http))
-    port = int(re.search(r'"LISTEN_ADDR",\s*"[0-9.]+:([0-9]+)"', config).group(1))
-    shutdown_ms = int(re.search(r'"SHUTDOWN_TIMEOUT_MS",\s*([0-9_]+)', config).group(1).replace("_", ""))
-    return routes, port, shutdown_ms
+def webcluster(*args, env=None):
+    """The app binary's answer (built by cargo if needed), given only `env`
+    besides what cargo itself needs."""
+    base = {name: os.environ[name] for name in ("PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME") if name in os.environ}
+    out = subprocess.run(["cargo", "run", "--quiet", "--release", "--bin", "webcluster", "--", *args],
+                         cwd=REPO, capture_output=True, text=True, env={**base, **(env or {})})
+    if out.returncode != 0:
+        sys.exit(f"webcluster {' '.join(args)} failed: {out.stderr}")
+    return out.stdout
+
+
+def container_env(docs, container):
+    """A container's environment as the kubelet would give it, ConfigMap keys
+    resolved; the *_FILE variables left out, since their files are not here."""
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    env = {}
+    for e in container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+        value = maps.get(ref["name"], {}).get(ref["key"]) if ref else e.get("value")
+        if value is not None and not e["name"].endswith("_FILE"):
+            env[e["name"]] = str(value)
+    return env
+
+
+def app_settings(docs):
+    """The app's routes, port and drain time, as the binary gives them for the pod's environment."""
+    app = find(docs, "Deployment", "app")
+    routes = set(webcluster("routes").split())
+    settings = dict(line.split("=", 1) for line in webcluster("config", env=container_env(docs, app_container(app))).splitlines())
+    return routes, int(settings["LISTEN_ADDR"].rsplit(":", 1)[1]), int(settings["SHUTDOWN_TIMEOUT_MS"])
 
 
 # --- the rules: each returns a list of problems ---------------------------------------
@@ -122,7 +145,7 @@ def locked_down(docs):
 
 
 def app_probes_real(docs):
-    routes, port, _ = app_source()
+    routes, port, _ = app_settings(docs)
     problems = []
     app = find(docs, "Deployment", "app")
     if not app:
@@ -150,7 +173,7 @@ def headless_service_selects_app(docs):
     selector = svc["spec"].get("selector") or {}
     if not selector or any(labels.get(k) != v for k, v in selector.items()):
         problems.append(f"Service app selects {selector}, the app's pods are labelled {labels}")
-    _, port, _ = app_source()
+    _, port, _ = app_settings(docs)
     if not any(p.get("port") == port for p in svc["spec"].get("ports", [])):
         problems.append(f"Service app does not serve port {port}")
     return problems
@@ -162,19 +185,18 @@ def nginx_names_the_service(docs):
     svc = find(docs, "Service", "app")
     if conf is None or not namespace or not svc:
         return ["no nginx-conf ConfigMap, Namespace or Service app"]
-    _, port, _ = app_source()
+    _, port, _ = app_settings(docs)
     wanted = f"server {svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local:{port} resolve"
     return [] if wanted in conf else [f"nginx.conf lacks '{wanted}'"]
 
 
 def grace_outlasts_drain(docs):
-    _, _, shutdown_ms = app_source()
+    _, _, shutdown_ms = app_settings(docs)
     app = find(docs, "Deployment", "app")
     spec = app["spec"]["template"]["spec"]
     c = spec["containers"][0]
     pre_stop = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
-    env = {e["name"]: e.get("value") for e in c.get("env", [])}
-    drain = int(env.get("SHUTDOWN_TIMEOUT_MS") or shutdown_ms) / 1000
+    drain = shutdown_ms / 1000
     grace = spec.get("terminationGracePeriodSeconds", 30)
     if grace <= pre_stop + drain:
         return [f"terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + drain {drain}"]
@@ -251,6 +273,18 @@ def mysql_keeps_its_data(docs):
     return [] if any(mounts.get(c) == "/var/lib/mysql" for c in claims) else ["MySQL's data is not on a claimed volume"]
 
 
+def one_cookie_lifetime(docs):
+    """nginx's sticky cookie and the app's own take COOKIE_TTL_SECONDS from one ConfigMap key."""
+    refs = []
+    for kind, name in (("Deployment", "nginx"), ("Deployment", "app")):
+        d = find(docs, kind, name)
+        entry = next((e for e in app_container(d).get("env", []) if e["name"] == "COOKIE_TTL_SECONDS"), None) if d else None
+        refs.append(((entry or {}).get("valueFrom") or {}).get("configMapKeyRef"))
+    if None in refs or refs[0] != refs[1]:
+        return [f"COOKIE_TTL_SECONDS must come from the same ConfigMap key for nginx and the app: {refs}"]
+    return []
+
+
 def load_balancer_in_front(docs):
     svc = find(docs, "Service", "nginx")
     return [] if svc and svc["spec"].get("type") == "LoadBalancer" else ["no LoadBalancer Service for nginx"]
@@ -270,6 +304,7 @@ RULES = [
     ("MySQL keeps its data on a claimed volume", mysql_keeps_its_data),
     ("the schema Job creates the account the app logs in as", one_app_account),
     ("a LoadBalancer Service fronts nginx", load_balancer_in_front),
+    ("nginx and the app read the cookie lifetime from one ConfigMap key", one_cookie_lifetime),
 ]
 
 
@@ -313,6 +348,11 @@ MUTATIONS = [
      lambda d: next(e for e in app_container(d)["env"] if e["name"] == "DB_USER").update(value="other")),
     ("MySQL's data on an emptyDir", mysql_keeps_its_data, "StatefulSet", "db",
      lambda d: d["spec"].update(volumeClaimTemplates=[])),
+    ("a cookie lifetime written into nginx's Deployment", one_cookie_lifetime, "Deployment", "nginx",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "COOKIE_TTL_SECONDS").update(
+         value="600", valueFrom=None)),
+    ("a drain longer than the grace period", grace_outlasts_drain, "Deployment", "app",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "SHUTDOWN_TIMEOUT_MS").update(value="60000")),
 ]
 
 
@@ -331,10 +371,25 @@ def schemas_pass(rendered):
 
 
 def nginx_conf(docs):
-    for d in docs:
-        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("nginx-conf"):
-            return d["data"]["nginx.conf"]
-    return None
+    """nginx.conf as the nginx pod renders it: the ConfigMap's template, by
+    the ConfigMap's nginx-conf.sh, with the pod's environment."""
+    nginx = find(docs, "Deployment", "nginx")
+    files = next((d["data"] for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"].startswith("nginx-conf")), None)
+    if not nginx or not files:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("nginx.conf", "nginx-conf.sh"):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(files[name])
+        out = subprocess.run(["sh", os.path.join(tmp, "nginx-conf.sh"), "render", os.path.join(tmp, "nginx.conf"),
+                              os.path.join(tmp, "rendered.conf")],
+                             env={"PATH": os.environ["PATH"], **container_env(docs, app_container(nginx))},
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"rendering the ConfigMap's nginx.conf failed: {out.stderr}")
+        with open(os.path.join(tmp, "rendered.conf")) as f:
+            return f.read()
 
 
 def nginx_accepts(conf):
@@ -369,7 +424,7 @@ def main():
     report(ok and passed == len(docs),
            f"all {len(docs)} resources pass Kubernetes {KUBERNETES_VERSION}'s schemas (strict)", out)
     ok, out = copies_fresh()
-    report(ok, "deploy/kubernetes/nginx.conf and schema/ match nginx.conf, scripts/ and sql/", out)
+    report(ok, "deploy/kubernetes/ copies match nginx.conf, scripts/ and sql/", out)
     conf = nginx_conf(docs)
     ok, out = nginx_accepts(conf)
     report(ok, "the ConfigMap's nginx.conf passes nginx -t", out)

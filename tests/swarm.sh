@@ -37,7 +37,7 @@ LOAD_WORKERS=6
 # usage: deploy IMAGE   (docker stack deploy from the checkout, the app from IMAGE)
 deploy() {
   (cd "$WORK" && env STACK_NAME="$STACK" NGINX_IMAGE="$NGINX_IMAGE" MYSQL_IMAGE="$MYSQL_IMAGE" \
-    APP_IMAGE="$1" HTTP_PORT="$HTTP_PORT" DEPLOY_ID="$(date +%s%N)" \
+    APP_IMAGE="$1" HTTP_PORT="$HTTP_PORT" DEPLOY_ID="$(date +%s%N)" COOKIE_TTL_SECONDS="$COOKIE_TTL" \
     docker stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >>"$WORK/deploy.log" 2>&1) ||
     fatal "docker stack deploy failed"
 }
@@ -241,6 +241,9 @@ step_sticky() {
   tap_check "clients alternating between the two nginx replicas stay on one app task" \
     tap_expect_equal "requests that left their task" 0 "$strays"
   tap_check "new clients spread over the app tasks" test "$(printf '%s\n' "${homes[@]}" | sort -u | wc -l)" -gt 1
+  tap_check "COOKIE_TTL_SECONDS ($COOKIE_TTL) sets both cookies' lifetime" \
+    cookie_lifetimes "$(docker exec "$CLIENT" curl -sS -m 20 -I \
+      --resolve "webcluster:80:${NGINX_IPS[0]}" http://webcluster/)"
 }
 
 # usage: scale N   (the checkout's scale_containers.sh, in swarm mode)

@@ -79,3 +79,22 @@ env_holds_no_password() {
   done
   return "$status"
 }
+
+# The cookie lifetime the suites deploy with: not the default 300, so a
+# setting that reached only one of nginx and the app shows.
+COOKIE_TTL=420
+
+# usage: cookie_lifetimes HEADERS   (HEADERS: a response's head, as curl -I
+# prints it; true when nginx's webcluster_route and the app's internal_ip
+# both live COOKIE_TTL seconds)
+cookie_lifetimes() {
+  local name line status=0
+  for name in webcluster_route internal_ip; do
+    line=$(grep -i "^set-cookie: $name=" <<<"$1" | tr -d '\r')
+    if ! grep -qi "; *max-age=$COOKIE_TTL\(;\|$\)" <<<"$line"; then
+      tap_diag "$name: no max-age=$COOKIE_TTL in '$line'"
+      status=1
+    fi
+  done
+  return "$status"
+}

@@ -200,3 +200,26 @@ fn a_client_stays_on_its_instance_whichever_nginx_replica_it_reaches() {
     }
     assert!(homes.len() > 1, "new clients spread: {homes:?}");
 }
+
+#[test]
+fn one_setting_sets_the_lifetime_of_both_cookies() {
+    let stack = Stack::up_with("cookie-ttl", 1, &[("COOKIE_TTL_SECONDS", "600")]);
+    let response = Client::new(stack.http_addr()).get("/").expect("request");
+    assert_eq!(response.status, 200);
+    let set_cookies: Vec<&str> = response.headers_named("Set-Cookie").collect();
+    for name in ["webcluster_route", "internal_ip"] {
+        let line = set_cookies
+            .iter()
+            .find(|line| line.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie in {set_cookies:?}"));
+        let attributes: Vec<String> = line
+            .split(';')
+            .skip(1)
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect();
+        assert!(
+            attributes.iter().any(|a| a == "max-age=600"),
+            "{name} lives COOKIE_TTL_SECONDS: {line}"
+        );
+    }
+}
