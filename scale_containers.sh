@@ -136,8 +136,6 @@ swarm_task_states() {
     "$(swarm_service "$1")" 2>/dev/null
 }
 
-# usage: swarm_wait N   (polls until exactly N app tasks run, and none that is
-# to stop still does)
 # usage: tasks_settled N   (prints how many run and stop; true when exactly N
 # run and none is stopping)
 tasks_settled() {
@@ -148,6 +146,8 @@ tasks_settled() {
   ((running == n && stopping == 0))
 }
 
+# usage: swarm_wait N   (polls until exactly N app tasks run, and none that is
+# to stop still does)
 swarm_wait() {
   wait_with_progress "${SCALE_TIMEOUT:-180}" tasks_settled "$1" ||
     die "timed out after ${SCALE_TIMEOUT:-180} s: $WAIT_STATE (see: docker service ps $(swarm_service app))"

@@ -119,3 +119,53 @@ fn without_a_database_it_starts_answers_503_and_exits_0_on_sigterm() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_readme_s_configuration_table_lists_exactly_what_the_app_reads() {
+    // Nothing set: every value printed is the app's default.
+    let output = Command::new(env!("CARGO_BIN_EXE_webcluster"))
+        .env_clear()
+        .arg("config")
+        .output()
+        .expect("webcluster config");
+    assert!(output.status.success(), "{output:?}");
+    let reads: std::collections::BTreeMap<String, String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let table = readme
+        .split("## Configuration")
+        .nth(1)
+        .expect("a Configuration section");
+    // Rows of the first table: | `NAME` | `default` or text | meaning |
+    let documented: std::collections::BTreeMap<String, String> = table
+        .lines()
+        .skip_while(|line| !line.starts_with("| variable"))
+        .skip(2)
+        .take_while(|line| line.starts_with("| `"))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            Some((
+                cells.get(1)?.trim_matches('`').to_owned(),
+                cells.get(2)?.to_string(),
+            ))
+        })
+        .collect();
+    let names =
+        |m: &std::collections::BTreeMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&documented),
+        names(&reads),
+        "README table vs webcluster config"
+    );
+    for (name, value) in &reads {
+        let default = &documented[name];
+        // A default written as a code value must be the one the app takes.
+        if let Some(code) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) {
+            assert_eq!(code, value, "{name}'s default in the README");
+        }
+    }
+}
