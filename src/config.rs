@@ -19,9 +19,9 @@ const DEFAULT_COMMITTERS: usize = 1;
 pub struct Config {
     /// `LISTEN_ADDR`: where tiny_http listens.
     pub listen_addr: SocketAddr,
-    /// `WORKERS`: request-handling threads. A batch holds only the hits that
-    /// wait, and at most WORKERS wait per instance, so there must be more of
-    /// them than nginx opens connections to an instance (scripts/bench.sh).
+    /// `WORKERS`: request-handling threads. They parse, route and answer; a
+    /// hit is handed to the committer and its worker goes on, so a few serve
+    /// any number of connections.
     pub workers: usize,
     /// `HIT_BATCH_MAX`: the most hits one commit records; 1 commits each alone.
     pub hit_batch_max: usize,
@@ -38,11 +38,13 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// `INTERNAL_IP`: overrides the detected internal address.
     pub internal_ip: Option<IpAddr>,
-    /// `SHUTDOWN_TIMEOUT_MS`: the longest a drain after SIGTERM, SIGINT or SIGHUP may take.
+    /// `SHUTDOWN_TIMEOUT_MS`: the longest a drain after SIGTERM, SIGINT or
+    /// SIGHUP may take, workers and committers together.
     pub shutdown_timeout: Duration,
     pub connections: ConnectionLimits,
-    /// `QUEUE_TIMEOUT_MS`: a request that waited longer than this for a worker
-    /// is answered 503 without touching the database.
+    /// `QUEUE_TIMEOUT_MS`: a request that waited longer than this for a
+    /// worker, or a hit for its batch, is answered 503 without touching the
+    /// database.
     pub queue_timeout: Duration,
 }
 

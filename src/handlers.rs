@@ -19,7 +19,8 @@ pub struct App {
     pub cookie_ttl_seconds: u32,
     /// Longer in the queue than this, and a request that needs the database
     /// is answered 503 at once: its client (or nginx) may have given up, and
-    /// answering it late would only make the next ones later still.
+    /// answering it late would only make the next ones later still. The
+    /// committer applies the same limit to a hit before its batch is sent.
     pub queue_timeout: Duration,
 }
 
@@ -36,12 +37,14 @@ pub enum Answer {
 pub fn handle(app: &App, request: &Incoming, respond: Responder) {
     match answer(app, request) {
         Answer::Now(reply) => respond.send(reply),
-        Answer::AfterCommit { hit, ok } => app.committer.submit(hit, move |outcome| {
-            respond.send(match outcome {
-                Ok(()) => ok,
-                Err(reason) => not_recorded(reason),
+        Answer::AfterCommit { hit, ok } => {
+            app.committer.submit(hit, request.arrived, move |outcome| {
+                respond.send(match outcome {
+                    Ok(()) => ok,
+                    Err(reason) => not_recorded(reason),
+                })
             })
-        }),
+        }
     }
 }
 
@@ -54,12 +57,12 @@ pub fn answer(app: &App, request: &Incoming) -> Answer {
         let reply = Reply::text(405, "method not allowed\n").with_header("Allow", ALLOWED_METHODS);
         return Answer::Now(reply);
     }
-    if route != Route::Healthz && request.queued > app.queue_timeout {
+    if route != Route::Healthz && request.queued() > app.queue_timeout {
         log::warn!(
             "shed a request that waited {:.0} ms for a worker",
-            request.queued.as_secs_f64() * 1000.0
+            request.queued().as_secs_f64() * 1000.0
         );
-        return Answer::Now(Reply::text(503, "overloaded\n").with_header("Retry-After", "1"));
+        return Answer::Now(overloaded());
     }
     match route {
         Route::Hit => hit(app, request),
@@ -100,8 +103,12 @@ fn show_count(app: &App) -> Reply {
     }
 }
 
-/// `GET /readyz`: the database answers and the procedures exist.
+/// `GET /readyz`: a committer runs, the database answers and the procedures exist.
 fn ready(app: &App) -> Reply {
+    if !app.committer.running() {
+        log::error!("not ready: no committer is running");
+        return database_unavailable();
+    }
     match app.db.check_ready() {
         Ok(()) => Reply::text(200, "ready\n"),
         Err(error) => unavailable(&error),
@@ -117,7 +124,20 @@ fn unavailable(error: &DbError) -> Reply {
 /// The committer logged why the batch failed; here only the answer is left.
 fn not_recorded(reason: NotRecorded) -> Reply {
     log::debug!("a hit was not recorded: {reason:?}");
-    database_unavailable()
+    match reason {
+        NotRecorded::Failed | NotRecorded::OutcomeUnknown => database_unavailable(),
+        NotRecorded::Overloaded => overloaded(),
+        // nginx tries a 502 on another replica (proxy_next_upstream
+        // http_502), with the same request id; the app answers 502 for
+        // nothing else.
+        NotRecorded::ShuttingDown => {
+            no_store(Reply::text(502, "shutting down: try another instance\n"))
+        }
+    }
+}
+
+fn overloaded() -> Reply {
+    no_store(Reply::text(503, "overloaded\n").with_header("Retry-After", "1"))
 }
 
 fn database_unavailable() -> Reply {
@@ -129,6 +149,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::request_id::RequestId;
+    use crate::store::committer::CommitterSettings;
     use std::net::TcpListener;
     use std::sync::mpsc;
 
@@ -150,7 +171,15 @@ mod tests {
         .unwrap();
         let db = Db::new(&config.db);
         App {
-            committer: Committer::start(vec![Box::new(db.batch_writer())], 256).unwrap(),
+            committer: Committer::start(
+                vec![Box::new(db.batch_writer())],
+                CommitterSettings {
+                    batch_max: 256,
+                    queue_max: 512,
+                    queue_timeout: Duration::from_secs(2),
+                },
+            )
+            .unwrap(),
             db,
             internal_ip: "10.0.0.2".parse().unwrap(),
             cookie_ttl_seconds: 300,
@@ -180,7 +209,7 @@ mod tests {
             client_ip: "192.0.2.1".parse().unwrap(),
             request_id: RequestId::random(),
             pinned: pinned.map(|ip| ip.parse().unwrap()),
-            queued: Duration::ZERO,
+            arrived: std::time::Instant::now(),
         }
     }
 
@@ -254,7 +283,7 @@ mod tests {
             ("/healthz", 200),
         ] {
             let mut late = request(Method::Head, path, None);
-            late.queued = Duration::from_secs(3);
+            late.arrived -= Duration::from_secs(3);
             let reply = reply_to(&app, &late);
             assert_eq!(reply.status, status, "{path}");
             if status == 503 {

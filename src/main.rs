@@ -4,16 +4,19 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use webcluster::config::{self, Config};
 use webcluster::handlers::{self, App};
 use webcluster::http::server::{Outcome, Server, ServerSettings};
 use webcluster::http::{Incoming, Responder, Route, healthcheck, listener, metrics_endpoint};
 use webcluster::internal_ip::{NoInternalIp, choose_internal_ip};
-use webcluster::store::committer::Committer;
+use webcluster::store::committer::{Committer, CommitterSettings};
 use webcluster::store::{Db, HitWriter};
 use webcluster::telemetry::logging;
+
+/// The least time queued hits get to be committed at shutdown.
+const COMMIT_GRACE: Duration = Duration::from_millis(500);
 
 const USAGE: &str = "usage: webcluster              serve (configured by environment variables)
        webcluster healthcheck  exit 0 if this instance's /healthz answers 200
@@ -179,8 +182,16 @@ fn run(config: Config) -> Result<Outcome, StartupError> {
     let writers = (0..config.hit_committers)
         .map(|_| Box::new(db.batch_writer()) as Box<dyn HitWriter>)
         .collect();
-    let committer =
-        Committer::start(writers, config.hit_batch_max).map_err(StartupError::Committers)?;
+    let committer = Committer::start(
+        writers,
+        CommitterSettings {
+            batch_max: config.hit_batch_max,
+            // Each connection has one request in flight at most.
+            queue_max: config.connections.max_connections,
+            queue_timeout: config.queue_timeout,
+        },
+    )
+    .map_err(StartupError::Committers)?;
     let app = Arc::new(App {
         db,
         committer,
@@ -203,9 +214,13 @@ fn run(config: Config) -> Result<Outcome, StartupError> {
     let handler = Arc::new(move |incoming: &Incoming, respond: Responder| {
         handlers::handle(&serving, incoming, respond)
     });
+    let shutdown = Arc::clone(server.shutdown());
     let outcome = server.run(handler, config.shutdown_timeout);
-    // The workers are done: whatever hits are still queued are committed now.
-    let stats = app.committer.stop();
+    // The workers are done: whatever hits are still queued are committed now,
+    // within what is left of SHUTDOWN_TIMEOUT_MS (but a moment at least).
+    let began = shutdown.began().unwrap_or_else(Instant::now);
+    let left = (began + config.shutdown_timeout).saturating_duration_since(Instant::now());
+    let stats = app.committer.stop(left.max(COMMIT_GRACE));
     log::info!(
         "committed {} hits in {} batches (mean {:.1} per batch)",
         stats.hits,

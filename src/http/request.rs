@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
@@ -26,8 +26,8 @@ pub struct Incoming {
     pub request_id: RequestId,
     /// The instance named by the `internal_ip` cookie, if it holds an address.
     pub pinned: Option<IpAddr>,
-    /// How long the request waited for a worker.
-    pub queued: Duration,
+    /// When its head was read.
+    pub arrived: Instant,
 }
 
 impl Incoming {
@@ -57,8 +57,15 @@ impl Incoming {
                 trusted.contains(peer),
             ),
             pinned: sticky::pinned_instance(request.header_bytes("Cookie")),
-            queued: request.arrived_at().elapsed(),
+            arrived: request.arrived_at(),
         }
+    }
+}
+
+impl Incoming {
+    /// How long the request has waited since it arrived.
+    pub fn queued(&self) -> Duration {
+        self.arrived.elapsed()
     }
 }
 

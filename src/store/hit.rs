@@ -17,6 +17,9 @@ pub struct Hit {
 /// Writes a batch of hits in one transaction; returns how many were new.
 pub trait HitWriter: Send {
     fn record_hits(&mut self, hits: &[&Hit]) -> Result<u64, DbError>;
+
+    /// Forgets any connection state, after a call that did not end normally.
+    fn reset(&mut self) {}
 }
 
 /// The batch as `record_hits` takes it. Ids are 32 hex digits and addresses

@@ -33,6 +33,11 @@ impl HitWriter for BatchWriter {
             retrying(self.retry_budget, || self.call_once(&batch))
         })
     }
+
+    /// A call cut short may have left the protocol mid-reply: start afresh.
+    fn reset(&mut self) {
+        self.conn = None;
+    }
 }
 
 impl BatchWriter {

@@ -28,6 +28,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabel {
     call: &'static str,
 }
@@ -47,6 +52,7 @@ pub struct Metrics {
     batch_size: Histogram,
     queue_depth: Gauge,
     open_connections: Gauge,
+    log_write_errors: Family<SinkLabel, Counter>,
     resident_memory: Gauge,
     open_fds: Gauge,
     threads: Gauge,
@@ -79,6 +85,7 @@ impl Metrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             queue_depth: Gauge::default(),
             open_connections: Gauge::default(),
+            log_write_errors: Family::default(),
             resident_memory: Gauge::default(),
             open_fds: Gauge::default(),
             threads: Gauge::default(),
@@ -102,7 +109,7 @@ impl Metrics {
         );
         registry.register(
             "db_errors",
-            "Database errors by kind: unavailable, outcome_unknown, refused, unexpected_reply, and retried (a refused call tried again)",
+            "Database errors by kind: unavailable, outcome_unknown, refused, unexpected_reply, panicked (a batch whose recording panicked), and retried (a refused call tried again)",
             m.db_errors.clone(),
         );
         registry.register_with_unit(
@@ -135,6 +142,11 @@ impl Metrics {
             "http_open_connections",
             "Client connections open to this instance",
             m.open_connections.clone(),
+        );
+        registry.register(
+            "log_write_errors",
+            "Log lines a sink could not take (stderr or file), and failed rotations of the file",
+            m.log_write_errors.clone(),
         );
         registry.register_with_unit(
             "process_resident_memory",
@@ -186,13 +198,21 @@ impl Metrics {
         self.db_error("retried");
     }
 
-    fn db_error(&self, kind: &'static str) {
+    /// One database error of `kind`, outside any call's own accounting.
+    pub fn db_error(&self, kind: &'static str) {
         self.db_errors.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn set_pool(&self, in_use: usize, waiting: usize) {
         self.pool_in_use.set(gauge_value(in_use));
         self.pool_waiting.set(gauge_value(waiting));
+    }
+
+    /// A log line `sink` could not take, or a failed rotation.
+    pub fn log_write_error(&self, sink: &'static str) {
+        self.log_write_errors
+            .get_or_create(&SinkLabel { sink })
+            .inc();
     }
 
     pub fn set_queue_depth(&self, depth: usize) {
