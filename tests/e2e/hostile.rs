@@ -274,8 +274,60 @@ fn an_instance_survives_every_hostile_connection_pattern() {
     assert_unharmed(addr, pid, "2,000 idle connections");
 }
 
-/// How many of `streams` were answered 503 and closed, waiting (at most
-/// 10 s) until at least `expected` were.
+/// A `GET /` straight at an instance, with `framing` (header lines) and then `body`.
+fn get_root_framed(framing: &str, body: &str) -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: hostile\r\n{framing}\r\n{body}").into_bytes()
+}
+
+#[test]
+fn ambiguous_or_malformed_framing_is_400_closed_and_never_counted() {
+    let stack = Stack::up("hostile-framing", 1);
+    let addr = stack.instance_addr(1);
+    let before = stack.counter_and_rows();
+
+    for (what, request) in [
+        (
+            "Content-Length beside Transfer-Encoding",
+            get_root_framed(
+                "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+        ),
+        (
+            "a chunk size of zzzz",
+            get_root_framed("Transfer-Encoding: chunked\r\n", "zzzz\r\n\r\n"),
+        ),
+    ] {
+        let answer = raw::exchange(addr, &request);
+        assert_eq!(answer.status, Some(400), "{what}: {answer:?}");
+        assert_eq!(
+            answer.header("Connection"),
+            Some("close"),
+            "{what}: {answer:?}"
+        );
+        assert!(answer.closed, "{what}: the instance closed the connection");
+    }
+    assert_eq!(
+        stack.counter_and_rows(),
+        before,
+        "neither reached the handler, which counts every GET /"
+    );
+
+    // A well-formed chunked body still reaches it, and is counted once.
+    let valid = get_root_framed(
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n",
+        "5\r\nhello\r\n0\r\n\r\n",
+    );
+    let answer = raw::exchange(addr, &valid);
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    let after = stack.counter_and_rows();
+    assert_eq!(
+        (after.counter - before.counter, after.rows - before.rows),
+        (1, 1),
+        "the valid request counted once"
+    );
+}
+
 /// The instance's open client connections, from its own metrics.
 fn open_connections(stack: &Stack) -> usize {
     let text = Client::new(stack.metrics_addr(1))
@@ -285,6 +337,8 @@ fn open_connections(stack: &Stack) -> usize {
     metric_value(&text, "webcluster_http_open_connections") as usize
 }
 
+/// How many of `streams` were answered 503 and closed, waiting (at most
+/// 20 s) until at least `expected` were.
 fn count_refusals(streams: &[TcpStream], expected: usize) -> usize {
     let mut refused = vec![false; streams.len()];
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,14 +1,16 @@
 //! Raw bytes over a socket, for requests no well-behaved client sends.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// What came back: the status, if an HTTP answer came at all, and its text.
+/// What came back: the status, if an HTTP answer came at all, its text, and
+/// whether the server closed the connection (rather than the read timing out).
 #[derive(Debug)]
 pub struct Answer {
     pub status: Option<u16>,
     pub text: String,
+    pub closed: bool,
 }
 
 impl Answer {
@@ -44,13 +46,20 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Answer {
 /// Reads until the server closes, or the read timeout passes.
 pub fn read_answer(stream: &mut TcpStream) -> Answer {
     let mut out = Vec::new();
-    let _ = stream.read_to_end(&mut out);
+    let end = stream.read_to_end(&mut out);
+    // An end of stream or a reset is the server closing; a timeout is not.
+    let closed =
+        !matches!(&end, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .strip_prefix("HTTP/1.1 ")
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse().ok());
-    Answer { status, text }
+    Answer {
+        status,
+        text,
+        closed,
+    }
 }
 
 /// A GET with `header` (a whole `Name: value` line, any bytes) and `Connection: close`.

@@ -5,12 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::chunked;
 use crate::common::HTTPVersion;
 use crate::head::{head_end, parse_head};
-use crate::request::{BodyOptions, RequestCreationError, DRAIN_MAX};
+use crate::request::{
+    expects_continue, framing, BodyOptions, Framing, RequestCreationError, DRAIN_MAX,
+};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::{Limits, Request, Response, StatusCode};
+use crate::{Header, Limits, Request, Response, StatusCode};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -19,7 +22,9 @@ use crate::{Limits, Request, Response, StatusCode};
 /// parsed by `head::parse_head`; every refusal is answered with a status and
 /// `Connection: close` (upstream closed silently on a non-ASCII byte, and read
 /// a line without end); a body the handler left unread is drained here, within
-/// `DRAIN_MAX` bytes and a header timeout, or the connection is closed.
+/// `DRAIN_MAX` bytes and a header timeout, or the connection is closed; a
+/// chunked body is read and checked here, under the same bounds, before its
+/// request is queued.
 pub struct ClientConnection {
     // address of the client
     remote_addr: Option<SocketAddr>,
@@ -104,11 +109,13 @@ impl ClientConnection {
         let arrived_at = Instant::now();
         let head =
             parse_head(&raw).map_err(|e| ReadError::Refuse(e.status(), HTTPVersion(1, 1)))?;
-        // The body is read under the same bound as the head.
-        self.set_read_timeout(self.limits.header_timeout);
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        let mut writer = self.sink.next().unwrap();
+
+        let chunked_body = self.read_chunked_body(&head.headers, &head.version, &mut writer)?;
+        // The body is read under the same bound as the head.
+        self.set_read_timeout(self.limits.header_timeout);
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -127,18 +134,53 @@ impl ClientConnection {
             BodyOptions {
                 deadline: Some(arrived_at + self.limits.header_timeout),
                 unread: Some(Arc::clone(&self.unread_body)),
+                chunked_body,
             },
         )
-        .map_err(|e| match e {
-            RequestCreationError::ExpectationFailed => ReadError::Refuse(417, version.clone()),
-            RequestCreationError::NotImplemented => ReadError::Refuse(501, version.clone()),
-            RequestCreationError::BadRequest => ReadError::Refuse(400, version.clone()),
-            RequestCreationError::CreationIoError(e) if timed_out(&e) => {
-                ReadError::Refuse(408, version.clone())
-            }
-            RequestCreationError::CreationIoError(_) => ReadError::Closed,
-        })?;
+        .map_err(|e| refusal(e, version))?;
         Ok(request.with_head_extras(head.obs_headers, arrived_at))
+    }
+
+    /// PATCHED (hardening): for a request that declares chunked encoding, its
+    /// whole body, read and checked here before the request is queued, so a
+    /// malformed one never reaches a handler and no worker waits for one. It
+    /// may take `DRAIN_MAX` bytes as sent and `header_timeout` after the head
+    /// (after `100 Continue`, if the client waits for that). A malformed body
+    /// is 400, a larger one 413, a late one 408; each closes the connection.
+    /// A framing the head gets wrong is refused here too, before any wait.
+    fn read_chunked_body(
+        &mut self,
+        headers: &[Header],
+        version: &HTTPVersion,
+        writer: &mut impl Write,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        match framing(headers).map_err(|e| refusal(e, version.clone()))? {
+            Framing::Chunked => {}
+            Framing::None | Framing::Length(_) => return Ok(None),
+        }
+        let waits = expects_continue(headers).map_err(|e| refusal(e, version.clone()))?;
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1).
+        if waits && *version == HTTPVersion(1, 1) {
+            writer
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|()| writer.flush())
+                .map_err(|_| ReadError::Closed)?;
+        }
+        let deadline = Instant::now() + self.limits.header_timeout;
+        let reader = self.next_header_source.get_mut().ok_or(ReadError::Closed)?;
+        chunked::read_body(reader, DRAIN_MAX, |reader| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            if reader.buffer().is_empty() {
+                // Each blocking read waits only for what is left of the deadline.
+                reader.get_ref().set_read_timeout(Some(left)).ok();
+            }
+            Ok(())
+        })
+        .map(Some)
+        .map_err(|e| refusal(e.into(), version.clone()))
     }
 
     /// The next head's bytes, through its empty line; what follows stays buffered.
@@ -282,6 +324,20 @@ impl ClientConnection {
             reader.consume(n);
             discarded += n;
         }
+    }
+}
+
+/// The answer to a request that cannot be built, or none (the client is gone).
+fn refusal(e: RequestCreationError, version: HTTPVersion) -> ReadError {
+    match e {
+        RequestCreationError::ExpectationFailed => ReadError::Refuse(417, version),
+        RequestCreationError::NotImplemented => ReadError::Refuse(501, version),
+        RequestCreationError::BadRequest => ReadError::Refuse(400, version),
+        RequestCreationError::PayloadTooLarge => ReadError::Refuse(413, version),
+        RequestCreationError::CreationIoError(e) if timed_out(&e) => {
+            ReadError::Refuse(408, version)
+        }
+        RequestCreationError::CreationIoError(_) => ReadError::Closed,
     }
 }
 

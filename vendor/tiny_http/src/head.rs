@@ -75,6 +75,8 @@ pub(crate) fn parse_head(raw: &[u8]) -> Result<Head, HeadError> {
         let (field, value) = parse_header_line(line)?;
         match AsciiString::from_ascii(value) {
             Ok(value) => headers.push(Header { field, value }),
+            // A framing header the body reader would not see is refused.
+            Err(_) if is_framing(&field) => return Err(HeadError::BadHeader),
             Err(e) => obs_headers.push((field, e.into_source().to_vec())),
         }
     }
@@ -85,6 +87,11 @@ pub(crate) fn parse_head(raw: &[u8]) -> Result<Head, HeadError> {
         headers,
         obs_headers,
     })
+}
+
+/// Headers that delimit the body; their values must be ASCII.
+fn is_framing(field: &HeaderField) -> bool {
+    field.equiv("Content-Length") || field.equiv("Transfer-Encoding")
 }
 
 /// The line without its CR; `None` when a CR appears anywhere else in it.
@@ -200,7 +207,7 @@ mod tests {
 
     #[test]
     fn malformed_heads_are_refused_with_their_status() {
-        let cases: [(&[u8], u16); 14] = [
+        let cases: [(&[u8], u16); 16] = [
             (b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
             (b"GET /\xff HTTP/1.1\r\n\r\n", 400),
             (b"GET / HTTP/2.0\r\n\r\n", 400),
@@ -215,6 +222,11 @@ mod tests {
             (b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nContent-Length: 5\xff\r\n\r\n", 400),
+            (
+                b"GET / HTTP/1.1\r\nTransfer-Encoding: \xffchunked\r\n\r\n",
+                400,
+            ),
         ];
         for (head, status) in cases {
             let got = parse(head).map(|_| ()).map_err(HeadError::status);

@@ -1,5 +1,5 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, BufReader, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,9 +9,9 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::chunked::{self, ChunkedError};
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, HeaderField, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// PATCHED (hardening): the most body bytes the server reads past, on the
 /// connection's own thread, when the handler leaves a body unread. A larger
@@ -129,8 +129,13 @@ pub enum RequestCreationError {
     /// PATCHED: a `Transfer-Encoding` other than `chunked` (answered 501).
     NotImplemented,
 
-    /// PATCHED: a malformed or conflicting `Content-Length` (answered 400).
+    /// PATCHED: a malformed or conflicting `Content-Length`, both
+    /// `Content-Length` and `Transfer-Encoding`, or a malformed chunked body
+    /// (answered 400).
     BadRequest,
+
+    /// PATCHED: a chunked body over `DRAIN_MAX` (answered 413).
+    PayloadTooLarge,
 }
 
 /// PATCHED (hardening): how `new_request` reads the body.
@@ -140,6 +145,70 @@ pub(crate) struct BodyOptions {
     pub deadline: Option<Instant>,
     /// Where the body reader leaves the count of bytes the handler did not read.
     pub unread: Option<Arc<AtomicUsize>>,
+    /// A chunked body already read and decoded by the connection's thread.
+    pub chunked_body: Option<Vec<u8>>,
+}
+
+/// PATCHED (hardening): how a request's body is delimited, from its head alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    None,
+    Length(usize),
+    Chunked,
+}
+
+/// PATCHED (hardening): the body's framing, or why it cannot be trusted.
+///
+/// - `Transfer-Encoding` with `Content-Length` is 400 (RFC 9112 §6.3 allows
+///   it, and the connection closes): two framings are how requests are
+///   smuggled past a proxy that reads the other one. Upstream let
+///   `Transfer-Encoding` win silently.
+/// - Every `Transfer-Encoding` line counts, and together they must say
+///   exactly `chunked`; anything else is 501. Upstream read only the first.
+/// - `Content-Length` must be digits and every copy must agree (400).
+pub(crate) fn framing(headers: &[Header]) -> Result<Framing, RequestCreationError> {
+    let mut codings = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"))
+        .peekable();
+    if codings.peek().is_none() {
+        return Ok(content_length(headers)?.map_or(Framing::None, Framing::Length));
+    }
+    if headers.iter().any(|h| h.field.equiv("Content-Length")) {
+        return Err(RequestCreationError::BadRequest);
+    }
+    let mut codings = codings
+        .flat_map(|h| h.value.as_str().split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (Some(only), None) if only.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+        _ => Err(RequestCreationError::NotImplemented),
+    }
+}
+
+/// Whether the client waits for `100 Continue`; any other expectation is 417.
+pub(crate) fn expects_continue(headers: &[Header]) -> Result<bool, RequestCreationError> {
+    match headers
+        .iter()
+        .find(|h: &&Header| h.field.equiv("Expect"))
+        .map(|h| h.value.as_str())
+    {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("100-continue") => Ok(true),
+        _ => Err(RequestCreationError::ExpectationFailed),
+    }
+}
+
+impl From<ChunkedError> for RequestCreationError {
+    fn from(err: ChunkedError) -> RequestCreationError {
+        match err {
+            ChunkedError::Malformed => RequestCreationError::BadRequest,
+            ChunkedError::TooLarge => RequestCreationError::PayloadTooLarge,
+            ChunkedError::Io(e) => RequestCreationError::CreationIoError(e),
+        }
+    }
 }
 
 /// PATCHED: every `Content-Length` must be digits and agree (RFC 9112 §6.3);
@@ -191,38 +260,36 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // PATCHED: only `chunked` is decoded; upstream applied it to any value.
-    if let Some(te) = &transfer_encoding {
-        if !te.as_str().trim().eq_ignore_ascii_case("chunked") {
-            return Err(RequestCreationError::NotImplemented);
-        }
-    }
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        content_length(&headers)?
+    // PATCHED: one framing or none (see `framing`); upstream let
+    // Transfer-Encoding win over Content-Length and decoded any value as chunked.
+    let framing = framing(&headers)?;
+    let content_length = match framing {
+        Framing::Length(length) => Some(length),
+        Framing::None | Framing::Chunked => None,
     };
+    let chunked = framing == Framing::Chunked;
 
     // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
+    let expects_continue = expects_continue(&headers)?;
+
+    // PATCHED: a chunked body is decoded whole before the request exists, so
+    // a malformed one never reaches a handler. The connection's thread reads
+    // it (`client.rs`, which answers `100 Continue` itself); otherwise it is
+    // read here a byte at a time, so nothing past its end is taken.
+    let chunked_body = match (chunked, body.chunked_body) {
+        (false, _) => None,
+        (true, Some(decoded)) => Some(decoded),
+        (true, None) => {
+            let mut source = BufReader::with_capacity(1, &mut source_data);
+            let deadline = body.deadline;
+            Some(chunked::read_body(
+                &mut source,
+                DRAIN_MAX,
+                |_| match deadline.is_some_and(|d| Instant::now() >= d) {
+                    true => Err(ErrorKind::TimedOut.into()),
+                    false => Ok(()),
+                },
+            )?)
         }
     };
 
@@ -241,13 +308,19 @@ where
     // PATCHED: a body the server will not read past on its own (chunked, awaiting
     // 100-continue, or beyond DRAIN_MAX) ends the connection after the answer.
     let close_connection = connection_upgrade
-        || transfer_encoding.is_some()
+        || chunked
         || (expects_continue && content_length.is_some_and(|l| l > 0))
         || content_length.is_some_and(|l| l > DRAIN_MAX);
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
+    let reader = if let Some(decoded) = chunked_body {
+        // PATCHED: the decoded body; after an upgrade, the stream goes on from its end.
+        match connection_upgrade {
+            true => Box::new(Cursor::new(decoded).chain(source_data)) as Box<dyn Read + Send>,
+            false => Box::new(Cursor::new(decoded)) as Box<dyn Read + Send + 'static>,
+        }
+    } else if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
@@ -282,10 +355,6 @@ where
             let data_reader = EqualReader::new(source_data, content_length, body.unread);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -306,7 +375,8 @@ where
         arrived_at: Instant::now(),
         close_connection,
         body_length: content_length,
-        must_send_continue: expects_continue,
+        // PATCHED: a chunked body has been read already.
+        must_send_continue: expects_continue && !chunked,
         notify_when_responded: None,
     })
 }
@@ -623,7 +693,56 @@ impl<T> ReadWrite for T where T: Read + Write {}
 
 #[cfg(test)]
 mod tests {
-    use super::Request;
+    use super::{framing, Framing, Request, RequestCreationError};
+    use crate::Header;
+
+    fn headers(lines: &[&str]) -> Vec<Header> {
+        lines.iter().map(|l| l.parse().unwrap()).collect()
+    }
+
+    /// The status a head's framing is refused with, or its framing.
+    fn framing_of(lines: &[&str]) -> Result<Framing, u16> {
+        framing(&headers(lines)).map_err(|e| match e {
+            RequestCreationError::BadRequest => 400,
+            RequestCreationError::NotImplemented => 501,
+            other => panic!("{:?}", other),
+        })
+    }
+
+    #[test]
+    fn one_framing_or_none() {
+        assert_eq!(framing_of(&[]), Ok(Framing::None));
+        assert_eq!(framing_of(&["Content-Length: 5"]), Ok(Framing::Length(5)));
+        let same = ["Content-Length: 5", "Content-Length: 5"];
+        assert_eq!(framing_of(&same), Ok(Framing::Length(5)));
+        assert_eq!(
+            framing_of(&["Transfer-Encoding: chunked"]),
+            Ok(Framing::Chunked)
+        );
+        let spelled = ["Transfer-Encoding: ,  CHUNKED , "];
+        assert_eq!(framing_of(&spelled), Ok(Framing::Chunked));
+    }
+
+    #[test]
+    fn two_framings_are_400_and_other_codings_501() {
+        let cases: [(&[&str], u16); 9] = [
+            (&["Content-Length: 4", "Transfer-Encoding: chunked"], 400),
+            (&["Transfer-Encoding: chunked", "Content-Length: 0"], 400),
+            (&["Transfer-Encoding: gzip", "Content-Length: 4"], 400),
+            (&["Content-Length: 5", "Content-Length: 6"], 400),
+            (&["Content-Length: +5"], 400),
+            (&["Transfer-Encoding: gzip"], 501),
+            (
+                &["Transfer-Encoding: chunked", "Transfer-Encoding: identity"],
+                501,
+            ),
+            (&["Transfer-Encoding: chunked, chunked"], 501),
+            (&["Transfer-Encoding: "], 501),
+        ];
+        for (lines, status) in cases {
+            assert_eq!(framing_of(lines), Err(status), "{:?}", lines);
+        }
+    }
 
     #[test]
     fn must_be_send() {

@@ -54,10 +54,11 @@ impl From<TestRequest> for Request {
     fn from(mut mock: TestRequest) -> Request {
         // if the user didn't set the Content-Length header, then set it for them
         // otherwise, leave it alone (it may be under test)
+        // PATCHED: nor beside a Transfer-Encoding, which would make the request a 400.
         if !mock
             .headers
             .iter_mut()
-            .any(|h| h.field.equiv("Content-Length"))
+            .any(|h| h.field.equiv("Content-Length") || h.field.equiv("Transfer-Encoding"))
         {
             mock.headers.push(Header {
                 field: HeaderField::from_str("Content-Length").unwrap(),

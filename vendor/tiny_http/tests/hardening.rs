@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use tiny_http::{Limits, Response, Server};
 struct Echo {
     server: Arc<Server>,
     addr: SocketAddr,
+    /// Requests the workers were handed.
+    handled: Arc<AtomicUsize>,
 }
 
 impl Echo {
@@ -21,10 +24,13 @@ impl Echo {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Arc::new(Server::from_listener_with_limits(listener, None, limits).unwrap());
+        let handled = Arc::new(AtomicUsize::new(0));
         for _ in 0..workers {
             let server = Arc::clone(&server);
+            let handled = Arc::clone(&handled);
             thread::spawn(move || {
                 while let Ok(request) = server.recv() {
+                    handled.fetch_add(1, Ordering::SeqCst);
                     let cookie = request
                         .header_bytes("cookie")
                         .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -34,7 +40,11 @@ impl Echo {
                 }
             });
         }
-        Echo { server, addr }
+        Echo {
+            server,
+            addr,
+            handled,
+        }
     }
 
     fn with_defaults() -> Echo {
@@ -54,6 +64,24 @@ impl Echo {
         let mut stream = self.connect();
         stream.write_all(bytes).unwrap();
         read_to_close(&mut stream)
+    }
+
+    /// Sends `bytes` on a new connection; returns the answer, which must end
+    /// with the server closing the connection (not with the read timeout).
+    fn exchange_closed(&self, bytes: &[u8]) -> String {
+        let mut stream = self.connect();
+        // The server may refuse before it has read everything.
+        let _ = stream.write_all(bytes);
+        let mut out = Vec::new();
+        let end = stream.read_to_end(&mut out);
+        let reply = String::from_utf8_lossy(&out).into_owned();
+        assert!(
+            end.is_ok(),
+            "the server closed the connection: {:?} {}",
+            end,
+            reply
+        );
+        reply
     }
 
     /// The server still answers a plain request at once.
@@ -338,4 +366,142 @@ fn connection_close_from_the_client_is_answered_with_connection_close() {
     let echo = Echo::with_defaults();
     let reply = echo.exchange(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert!(reply.contains("Connection: close\r\n"), "{}", reply);
+}
+
+/// A head that declares chunked encoding, followed by `body`.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    [
+        b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(),
+        body,
+    ]
+    .concat()
+}
+
+#[test]
+fn content_length_beside_transfer_encoding_is_400_and_closes() {
+    let echo = Echo::with_defaults();
+    for request in [
+        &b"GET / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n0\r\n\r\n",
+    ] {
+        let reply = echo.exchange_closed(request);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{}", reply);
+        assert!(reply.contains("Connection: close\r\n"), "{}", reply);
+    }
+    assert_eq!(
+        echo.handled.load(Ordering::SeqCst),
+        0,
+        "no request was handed out"
+    );
+    echo.assert_serving();
+}
+
+#[test]
+fn a_malformed_chunked_body_is_400_and_never_reaches_the_handler() {
+    let echo = Echo::with_defaults();
+    for body in [
+        &b"zzzz\r\n\r\n"[..],
+        b"\r\n\r\n",
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"5 \r\nhello\r\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello!\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nX-Trailer\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n\r\x00",
+    ] {
+        let reply = echo.exchange_closed(&chunked(body));
+        let body = String::from_utf8_lossy(body);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{:?}: {}", body, reply);
+        assert!(
+            reply.contains("Connection: close\r\n"),
+            "{:?}: {}",
+            body,
+            reply
+        );
+    }
+    assert_eq!(
+        echo.handled.load(Ordering::SeqCst),
+        0,
+        "no request was handed out"
+    );
+    echo.assert_serving();
+}
+
+#[test]
+fn a_chunked_body_over_64_kib_is_413_and_never_reaches_the_handler() {
+    let echo = Echo::with_defaults();
+    // Declared in one chunk: refused before the data is sent.
+    let reply = echo.exchange_closed(&chunked(b"10001\r\n"));
+    assert!(reply.starts_with("HTTP/1.1 413"), "{}", reply);
+    assert!(reply.contains("Connection: close\r\n"), "{}", reply);
+    let reply = echo.exchange_closed(&chunked(b"ffffffffffffffffffffffffffffffff\r\n"));
+    assert!(reply.starts_with("HTTP/1.1 413"), "{}", reply);
+    // Many small chunks: the framing bytes count too.
+    let mut many = Vec::new();
+    for _ in 0..(64 * 1024 / 4) {
+        many.extend_from_slice(b"1\r\nx\r\n");
+    }
+    let reply = echo.exchange_closed(&chunked(&many));
+    assert!(reply.starts_with("HTTP/1.1 413"), "{}", reply);
+    assert_eq!(
+        echo.handled.load(Ordering::SeqCst),
+        0,
+        "no request was handed out"
+    );
+    echo.assert_serving();
+}
+
+#[test]
+fn a_chunked_body_must_arrive_within_the_header_timeout() {
+    let echo = Echo::start(short_limits(), 1);
+    let mut slow = echo.connect();
+    slow.write_all(&chunked(b"5\r\nhel")).unwrap();
+    // The only worker is free meanwhile: the body is awaited by the connection's thread.
+    echo.assert_serving();
+    let reply = read_to_close(&mut slow);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{}", reply);
+    assert!(reply.contains("Connection: close\r\n"), "{}", reply);
+    assert_eq!(
+        echo.handled.load(Ordering::SeqCst),
+        1,
+        "only /alive was handed out"
+    );
+}
+
+#[test]
+fn a_well_formed_chunked_body_reaches_the_handler_whole() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::from_listener_with_limits(listener, None, short_limits()).unwrap();
+    let body = b"5\r\nhello\r\n6;name=\"v\"\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&chunked(body)).unwrap();
+    let mut request = server.recv().unwrap();
+    let mut got = String::new();
+    request.as_reader().read_to_string(&mut got).unwrap();
+    assert_eq!(got, "hello world");
+    request.respond(Response::empty(204)).unwrap();
+
+    // With Expect: 100-continue, the client sends the body only once told to.
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let interim = read_response(&mut client);
+    assert!(
+        interim.starts_with("HTTP/1.1 100 Continue\r\n"),
+        "{}",
+        interim
+    );
+    client.write_all(body).unwrap();
+    let mut request = server.recv().unwrap();
+    let mut got = String::new();
+    request.as_reader().read_to_string(&mut got).unwrap();
+    assert_eq!(got, "hello world");
+    request.respond(Response::empty(204)).unwrap();
+    assert!(read_response(&mut client).starts_with("HTTP/1.1 204"));
 }
