@@ -5,7 +5,8 @@ use mysql::prelude::Queryable;
 
 use crate::http_client::{Client, Load};
 use crate::support::{
-    Stack, assert_every_200_counted_and_at_most_the_503s_more, assert_only_200_and_503, wait_for,
+    Stack, assert_every_200_counted_and_at_most_the_503s_more, assert_only_200_and_503,
+    metric_value, wait_for,
 };
 
 #[test]
@@ -203,4 +204,57 @@ fn killing_mysql_mid_load_answers_every_waiting_hit_and_loses_no_acknowledged_on
         report.statuses
     );
     assert_every_200_counted_and_at_most_the_503s_more(&report, before, after);
+}
+
+/// record_hits re-created with another shape (an extra column, as a rolling
+/// change of sql/ might leave it): each hit gets a 503 at once, never a hang;
+/// the committer carries on, and once the procedure is right again hits are
+/// counted as before.
+#[test]
+fn a_record_hits_of_another_shape_costs_503s_never_the_committer() {
+    let stack = Stack::up("wrong-shape", 1);
+    let mut client = Client::new(stack.http_addr());
+    assert_eq!(client.get("/").expect("GET /").status, 200);
+    let mut root = stack.root_db_conn();
+    let original: String = root
+        .query_first::<mysql::Row, _>("SHOW CREATE PROCEDURE record_hits")
+        .expect("show record_hits")
+        .and_then(|row| row.get("Create Procedure"))
+        .expect("record_hits exists");
+    root.query_drop("DROP PROCEDURE record_hits")
+        .expect("drop record_hits");
+    root.query_drop(
+        "CREATE PROCEDURE record_hits(IN p_hits JSON) SQL SECURITY DEFINER \
+         SELECT 1 AS recorded, 2 AS added_later",
+    )
+    .expect("create record_hits of another shape");
+
+    for _ in 0..5 {
+        let started = Instant::now();
+        let answer = client.get("/").expect("an answer, not a hang");
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "at once, not after a timeout: {:?}",
+            started.elapsed()
+        );
+    }
+    let metrics = Client::new(stack.metrics_addr(1))
+        .get("/metrics")
+        .expect("scrape");
+    assert!(
+        metric_value(
+            &metrics.body,
+            "webcluster_db_errors_total{kind=\"unexpected_reply\"}"
+        ) >= 5.0,
+        "{}",
+        metrics.body
+    );
+
+    root.query_drop("DROP PROCEDURE record_hits")
+        .expect("drop the stand-in");
+    root.query_drop(&original).expect("restore record_hits");
+    let before = stack.counter_and_rows();
+    assert_eq!(client.get("/").expect("GET /").status, 200);
+    assert_eq!(stack.counter_and_rows().rows, before.rows + 1);
 }
