@@ -68,12 +68,51 @@ BEGIN
   SELECT v_recorded AS recorded;
 END //
 
+-- Reads are answered by the writable primary only, so a client reads its own
+-- hits; in a Group Replication group that is the primary of a group that
+-- holds a majority. Any other member refuses with 1290, the error a
+-- read-only member gives a write: the app then looks for the primary.
+DROP PROCEDURE IF EXISTS assert_primary //
+CREATE PROCEDURE assert_primary()
+  READS SQL DATA
+  SQL SECURITY DEFINER
+  COMMENT 'Refuses with 1290 unless this member is the writable primary'
+BEGIN
+  DECLARE v_members INT UNSIGNED DEFAULT 0;
+  DECLARE v_online INT UNSIGNED DEFAULT 0;
+  DECLARE v_self_primary INT UNSIGNED DEFAULT 0;
+
+  IF @@global.read_only THEN
+    SIGNAL SQLSTATE 'HY000'
+      SET MYSQL_ERRNO = 1290, MESSAGE_TEXT = 'this member is read-only: not the primary';
+  END IF;
+  -- Only MySQL with the group's plugin running has the group's table (and
+  -- MariaDB, which has neither, refuses @@server_uuid in a procedure).
+  IF EXISTS (SELECT 1 FROM information_schema.PLUGINS
+              WHERE PLUGIN_NAME = 'group_replication' AND PLUGIN_STATUS = 'ACTIVE') THEN
+    SELECT COUNT(*),
+           COALESCE(SUM(m.MEMBER_STATE = 'ONLINE'), 0),
+           COALESCE(SUM(m.MEMBER_ID = v.VARIABLE_VALUE AND m.MEMBER_STATE = 'ONLINE'
+                        AND m.MEMBER_ROLE = 'PRIMARY'), 0)
+      INTO v_members, v_online, v_self_primary
+      FROM performance_schema.replication_group_members AS m
+      JOIN performance_schema.global_variables AS v ON v.VARIABLE_NAME = 'server_uuid';
+    -- A primary cut off from the majority would block writes until it is
+    -- expelled: it is no primary to read from or write to.
+    IF v_self_primary = 0 OR v_online * 2 <= v_members THEN
+      SIGNAL SQLSTATE 'HY000'
+        SET MYSQL_ERRNO = 1290, MESSAGE_TEXT = 'this member is not the primary of a group with a majority';
+    END IF;
+  END IF;
+END //
+
 DROP PROCEDURE IF EXISTS read_hits //
 CREATE PROCEDURE read_hits()
   READS SQL DATA
   SQL SECURITY DEFINER
   COMMENT 'The global counter: the sum of the slots'
 BEGIN
+  CALL assert_primary();
   -- The view owns the query, so the mysql client and the app agree.
   SELECT hits FROM hit_total;
 END //
@@ -82,14 +121,16 @@ DROP PROCEDURE IF EXISTS check_ready //
 CREATE PROCEDURE check_ready()
   READS SQL DATA
   SQL SECURITY DEFINER
-  COMMENT '1 when every procedure the app calls exists, else 0'
+  COMMENT '1 when every procedure the app calls exists, else 0; 1290 unless the primary'
 BEGIN
+  -- The app also asks this to find the primary.
+  CALL assert_primary();
   -- The list, and so its length, lives here only.
-  SELECT COUNT(*) = 2 AS ready
+  SELECT COUNT(*) = 3 AS ready
     FROM information_schema.ROUTINES
    WHERE ROUTINE_SCHEMA = DATABASE()
      AND ROUTINE_TYPE = 'PROCEDURE'
-     AND ROUTINE_NAME IN ('record_hits', 'read_hits');
+     AND ROUTINE_NAME IN ('record_hits', 'read_hits', 'assert_primary');
 END //
 
 -- Retention, for an administrator (by hand or on a schedule): deletes the

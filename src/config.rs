@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::http::client_ip::TrustedProxies;
 use crate::http::server::ConnectionLimits;
-use crate::store::{DbSettings, Secret};
+use crate::store::members::parse_members;
+use crate::store::{DbSettings, Member, Secret};
 use crate::telemetry::logging::LogSettings;
 
 const DEFAULT_WORKERS: usize = 8;
@@ -85,8 +86,7 @@ impl Config {
             hit_batch_max: env.number("HIT_BATCH_MAX", 256, 1, 10_000)?,
             hit_committers: env.number("HIT_COMMITTERS", DEFAULT_COMMITTERS, 1, 64)?,
             db: DbSettings {
-                host: env.host("DB_HOST", "127.0.0.1")?,
-                port: env.number("DB_PORT", 3306, 1, 65535)?,
+                members: env.members()?,
                 name: env.identifier("DB_NAME", "webcluster")?,
                 user: env.identifier("DB_USER", "webcluster_app")?,
                 password: env.password()?,
@@ -99,6 +99,11 @@ impl Config {
                     .number("DB_READ_TIMEOUT_MS", 5_000, 2_000, 3_600_000)
                     .map(Duration::from_millis)?,
                 write_timeout: env.millis("DB_WRITE_TIMEOUT_MS", 5_000)?,
+                // Long enough for a measured failover (docs/design.md), well
+                // within nginx's proxy_read_timeout (30 s).
+                failover_wait: env
+                    .number("DB_FAILOVER_WAIT_MS", 15_000, 0, 3_600_000)
+                    .map(Duration::from_millis)?,
             },
             log: LogSettings {
                 dir: PathBuf::from(env.text("LOG_DIR", "logs")),
@@ -226,20 +231,15 @@ impl<'a> Env<'a> {
             .map(Duration::from_millis)
     }
 
-    fn host(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let host = self.text(name, default);
-        let valid = host.parse::<IpAddr>().is_ok()
-            || (host.len() <= 253
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
-        if !valid {
-            return Err(ConfigError {
-                variable: name,
-                problem: format!("{host:?} is not a host name or IP address"),
-            });
-        }
-        Ok(host)
+    /// `DB_HOST`: one `host[:port]`, or a comma-separated list of the
+    /// group's members; `DB_PORT` for those named without a port.
+    fn members(&self) -> Result<Vec<Member>, ConfigError> {
+        let port = self.number("DB_PORT", 3306, 1, 65535)?;
+        let text = self.text("DB_HOST", "127.0.0.1");
+        parse_members(&text, port).map_err(|problem| ConfigError {
+            variable: "DB_HOST",
+            problem: format!("{text:?}: {problem}"),
+        })
     }
 
     fn identifier(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
@@ -302,8 +302,14 @@ mod tests {
         assert_eq!(config.hit_batch_max, 256);
         assert_eq!(config.hit_committers, DEFAULT_COMMITTERS);
         assert_eq!(config.db.pool_size, 4, "reads only");
-        assert_eq!(config.db.host, "127.0.0.1");
-        assert_eq!(config.db.port, 3306);
+        assert_eq!(
+            config.db.members,
+            vec![Member {
+                host: "127.0.0.1".into(),
+                port: 3306
+            }]
+        );
+        assert_eq!(config.db.failover_wait, Duration::from_secs(15));
         assert_eq!(config.db.name, "webcluster");
         assert_eq!(config.db.user, "webcluster_app");
         assert_eq!(config.db.connect_timeout, Duration::from_secs(2));
@@ -341,6 +347,7 @@ mod tests {
             ("DB_CONNECT_TIMEOUT_MS", "100"),
             ("DB_READ_TIMEOUT_MS", "2500"),
             ("DB_WRITE_TIMEOUT_MS", "300"),
+            ("DB_FAILOVER_WAIT_MS", "4000"),
             ("LOG_DIR", "/var/log/app"),
             ("LOG_LEVEL", "debug"),
             ("COOKIE_TTL_SECONDS", "60"),
@@ -362,8 +369,14 @@ mod tests {
         assert_eq!(config.workers, 4);
         assert_eq!(config.hit_batch_max, 1);
         assert_eq!(config.hit_committers, 3);
-        assert_eq!(config.db.host, "db");
-        assert_eq!(config.db.port, 3307);
+        assert_eq!(
+            config.db.members,
+            vec![Member {
+                host: "db".into(),
+                port: 3307
+            }]
+        );
+        assert_eq!(config.db.failover_wait, Duration::from_millis(4000));
         assert_eq!(config.db.name, "counter");
         assert_eq!(config.db.user, "reader");
         assert_eq!(config.db.password.expose(), "s3cret");
@@ -408,6 +421,9 @@ mod tests {
             ("HIT_COMMITTERS", "0", "no committer"),
             ("DB_PORT", "70000", "above the maximum"),
             ("DB_HOST", "db;DROP", "not a host"),
+            ("DB_HOST", "db-1,db-1", "a member twice"),
+            ("DB_HOST", "db-1:70000", "not a port"),
+            ("DB_FAILOVER_WAIT_MS", "3600001", "over an hour"),
             ("DB_NAME", "web-cluster", "not an identifier"),
             ("DB_CONNECT_TIMEOUT_MS", "-1", "negative"),
             ("LOG_LEVEL", "loud", "unknown level"),

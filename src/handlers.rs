@@ -177,6 +177,7 @@ mod tests {
                     batch_max: 256,
                     queue_max: 512,
                     queue_timeout: Duration::from_secs(2),
+                    failover_wait: Duration::ZERO,
                 },
             )
             .unwrap(),

@@ -144,7 +144,9 @@ fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, Startup
 }
 
 fn run(config: Config) -> Result<Outcome, StartupError> {
-    let internal = choose_internal_ip(config.internal_ip, &config.db.host, config.db.port)?;
+    // Any member will do: they share the app's network.
+    let first = &config.db.members[0];
+    let internal = choose_internal_ip(config.internal_ip, &first.host, first.port)?;
     let log_file =
         logging::init(&config.log, internal.addr).map_err(|source| StartupError::Logs {
             dir: config.log.dir.display().to_string(),
@@ -189,6 +191,7 @@ fn run(config: Config) -> Result<Outcome, StartupError> {
             // Each connection has one request in flight at most.
             queue_max: config.connections.max_connections,
             queue_timeout: config.queue_timeout,
+            failover_wait: config.db.failover_wait,
         },
     )
     .map_err(StartupError::Committers)?;
@@ -200,15 +203,19 @@ fn run(config: Config) -> Result<Outcome, StartupError> {
         queue_timeout: config.queue_timeout,
     });
     log::info!(
-        "listening on {} with {} workers and {} committers (batches of up to {}); database {}@{}:{}/{}",
+        "listening on {} with {} workers and {} committers (batches of up to {}); database {} on {}",
         config.listen_addr,
         config.workers,
         config.hit_committers,
         config.hit_batch_max,
-        config.db.user,
-        config.db.host,
-        config.db.port,
-        config.db.name
+        config.db.name,
+        config
+            .db
+            .members
+            .iter()
+            .map(|m| format!("{}@{m}", config.db.user))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let serving = Arc::clone(&app);
     let handler = Arc::new(move |incoming: &Incoming, respond: Responder| {

@@ -210,7 +210,24 @@ sql_app_works_after_reapply() {
     tap_expect_equal "check_ready()" 1 "$(sql_as_app 'CALL check_ready()')" &&
     tap_expect_equal "leftover procedures" "" \
       "$(sql_as_root "SELECT ROUTINE_NAME FROM information_schema.ROUTINES
-                  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hits', 'read_hits', 'check_ready', 'purge_access_log')")"
+                  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME NOT IN ('record_hits', 'read_hits', 'check_ready', 'assert_primary', 'purge_access_log')")"
+}
+
+# usage: sql_reads_only_from_a_writable_member   (a read-only server, as a
+# group's secondary is, refuses the app's reads and readiness with 1290, the
+# error the app takes as "look for the primary")
+sql_reads_only_from_a_writable_member() {
+  local call out status=0
+  sql_as_root 'SET GLOBAL read_only = ON' || return 1
+  for call in 'CALL check_ready()' 'CALL read_hits()'; do
+    if out=$(sql_as_app "$call" 2>&1) || [[ $out != *1290* ]]; then
+      tap_diag "$call on a read-only server: $out"
+      status=1
+    fi
+  done
+  sql_as_root 'SET GLOBAL read_only = OFF' || return 1
+  tap_expect_equal "check_ready() once writable again" 1 "$(sql_as_app 'CALL check_ready()')" || status=1
+  return "$status"
 }
 
 # usage: sql_purge_refuses_bad_arguments   (each call fails with the procedure's
@@ -338,6 +355,8 @@ sql_checks() {
   tap_check "04_app_account.sql without @app_password fails with a clear message" sql_app_account_setup_needs_password
   tap_check "a second apply keeps every row and the counter, and drops the old indexes" sql_reapply_keeps_data
   tap_check "after the second apply the app account still works" sql_app_works_after_reapply
+  tap_check "a read-only member refuses the app's reads and readiness with 1290" \
+    sql_reads_only_from_a_writable_member
   tap_check "purge_access_log refuses a missing or future cutoff and a bad chunk size" sql_purge_refuses_bad_arguments
   tap_check "the app account cannot purge access_log (no DELETE)" \
     sql_app_denied "CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 1 DAY, 100)"

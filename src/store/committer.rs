@@ -17,8 +17,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::members::awaits_primary;
 use super::{DbError, Hit, HitWriter};
 use crate::telemetry::metrics::metrics;
+
+/// Between attempts to find a primary while a batch is held.
+const HOLD_PAUSE: Duration = Duration::from_millis(200);
 
 /// Why a hit was not recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,13 @@ pub struct CommitterSettings {
     pub batch_max: usize,
     /// The most hits waiting at once; one more is refused at once.
     pub queue_max: usize,
-    /// `QUEUE_TIMEOUT_MS`: a hit older than this (since its request arrived)
-    /// when its batch forms is answered unsent.
+    /// `QUEUE_TIMEOUT_MS`: a hit older than this (since its request arrived,
+    /// or since a hold for a primary ended) when its batch forms is answered
+    /// unsent.
     pub queue_timeout: Duration,
+    /// `DB_FAILOVER_WAIT_MS`: how long a batch is held, and tried again,
+    /// while no primary answers.
+    pub failover_wait: Duration,
 }
 
 /// The queue of hits waiting for a committer, the committer threads, and the
@@ -79,6 +87,7 @@ struct Shared {
     settings: CommitterSettings,
     /// Committer threads alive; none means no hit can be recorded.
     running: AtomicUsize,
+    hold: Mutex<HoldState>,
     batches: AtomicU64,
     hits: AtomicU64,
 }
@@ -86,6 +95,17 @@ struct Shared {
 struct Queue {
     waiting: VecDeque<Waiter>,
     stopping: bool,
+}
+
+/// What the last holds for a primary left behind.
+#[derive(Default)]
+struct HoldState {
+    /// A hold ran out: no batch is held again until one succeeds, so that
+    /// past the window every hit is answered at once.
+    expired: bool,
+    /// When the last hold ended: the hits queued behind it did not wait on
+    /// the queue, and their queue timeout counts from here.
+    ended: Option<Instant>,
 }
 
 /// What to do once a hit's transaction has returned (or never will).
@@ -112,6 +132,7 @@ impl Committer {
             arrived: Condvar::new(),
             settings,
             running: AtomicUsize::new(0),
+            hold: Mutex::new(HoldState::default()),
             batches: AtomicU64::new(0),
             hits: AtomicU64::new(0),
         });
@@ -235,6 +256,14 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn hold(&self) -> MutexGuard<'_, HoldState> {
+        self.hold.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
     /// The next batch, and the hits too old to send; blocks until a hit
     /// waits. `None` once stopping and empty.
     fn next_batch(&self) -> Option<(Vec<Waiter>, Vec<Waiter>)> {
@@ -251,10 +280,13 @@ impl Shared {
             }
             // The queue is in arrival order: the stale ones are at its front.
             let timeout = self.settings.queue_timeout;
+            let hold_ended = self.hold().ended;
             let stale_count = queue
                 .waiting
                 .iter()
-                .take_while(|w| w.arrived.elapsed() > timeout)
+                .take_while(|w| {
+                    hold_ended.map_or(w.arrived, |e| e.max(w.arrived)).elapsed() > timeout
+                })
                 .count();
             let stale: Vec<Waiter> = queue.waiting.drain(..stale_count).collect();
             let take = queue.waiting.len().min(self.settings.batch_max);
@@ -282,30 +314,91 @@ fn commit_batches(shared: &Shared, mut writer: Box<dyn HitWriter>, answers: &Ans
             continue;
         }
         let hits: Vec<&Hit> = batch.iter().map(|w| &w.hit).collect();
-        // A panic costs this batch, whose outcome is then unknown, never the committer.
-        let recorded = catch_unwind(AssertUnwindSafe(|| writer.record_hits(&hits)));
-        let outcome = match recorded {
-            Ok(Ok(recorded)) => {
-                metrics().batch(hits.len(), recorded);
-                shared.batches.fetch_add(1, Ordering::Relaxed);
-                shared.hits.fetch_add(hits.len() as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Err(error)) => {
-                log::error!("a batch of {} hit(s) was not recorded: {error}", hits.len());
-                Err(NotRecorded::from(&error))
-            }
-            Err(_) => {
-                log::error!(
-                    "recording a batch of {} hit(s) panicked; its outcome is unknown",
-                    hits.len()
-                );
-                metrics().db_error("panicked");
-                writer.reset();
-                Err(NotRecorded::OutcomeUnknown)
-            }
-        };
+        let outcome = record_held(shared, &mut *writer, &hits).map(|recorded| {
+            metrics().batch(hits.len(), recorded);
+            shared.batches.fetch_add(1, Ordering::Relaxed);
+            shared.hits.fetch_add(hits.len() as u64, Ordering::Relaxed);
+        });
         answers.send(batch, outcome);
+    }
+}
+
+/// Records a batch. While no primary answers (the connection is refused or
+/// lost, or the member says it is not the primary), the batch is held and
+/// tried again, on whichever member is primary then, for up to the failover
+/// wait. Trying again is safe even when the last try's outcome is unknown:
+/// a request id is counted once, a group commits only what a majority
+/// certified, and a new primary takes writes only once it has applied all
+/// of that (docs/design.md).
+fn record_held(
+    shared: &Shared,
+    writer: &mut dyn HitWriter,
+    hits: &[&Hit],
+) -> Result<u64, NotRecorded> {
+    let wait = shared.settings.failover_wait;
+    let mut held_since: Option<Instant> = None;
+    loop {
+        let error = match record_once(writer, hits) {
+            Ok(recorded) => {
+                if let Some(since) = held_since {
+                    metrics().hold(0, since.elapsed());
+                    log::warn!(
+                        "a batch of {} hit(s) held {:.1} s for a primary was recorded",
+                        hits.len(),
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                let mut hold = shared.hold();
+                hold.expired = false;
+                if held_since.is_some() {
+                    hold.ended = Some(Instant::now());
+                }
+                return Ok(recorded);
+            }
+            Err(error) => error,
+        };
+        let since = *held_since.get_or_insert_with(Instant::now);
+        let may_hold = awaits_primary(&error) && !wait.is_zero() && !shared.hold().expired;
+        if !may_hold || since.elapsed() >= wait || shared.stopping() {
+            if let Some(since) = held_since.filter(|_| may_hold) {
+                metrics().hold(0, since.elapsed());
+            }
+            log::error!("a batch of {} hit(s) was not recorded: {error}", hits.len());
+            if may_hold && since.elapsed() >= wait {
+                shared.hold().expired = true;
+            }
+            // Held hits of a stopping instance go to another replica: the
+            // request ids make that safe whatever happened here.
+            if may_hold && shared.stopping() {
+                return Err(NotRecorded::ShuttingDown);
+            }
+            return Err(NotRecorded::from(&error));
+        }
+        if since.elapsed() < HOLD_PAUSE {
+            log::warn!(
+                "no primary answers ({error}); holding {} hit(s)",
+                hits.len()
+            );
+        }
+        metrics().hold(hits.len(), since.elapsed());
+        thread::sleep(HOLD_PAUSE);
+    }
+}
+
+/// One attempt; a panic costs this batch, whose outcome is then unknown,
+/// never the committer.
+fn record_once(writer: &mut dyn HitWriter, hits: &[&Hit]) -> Result<u64, DbError> {
+    match catch_unwind(AssertUnwindSafe(|| writer.record_hits(hits))) {
+        Ok(result) => result,
+        Err(_) => {
+            log::error!(
+                "recording a batch of {} hit(s) panicked; its outcome is unknown",
+                hits.len()
+            );
+            metrics().db_error("panicked");
+            writer.reset();
+            Err(DbError::UnexpectedReply("the recording panicked".into()))
+        }
     }
 }
 
@@ -402,6 +495,7 @@ mod tests {
         batch_max: 256,
         queue_max: 512,
         queue_timeout: Duration::from_secs(60),
+        failover_wait: Duration::ZERO,
     };
 
     fn start(writer: Box<dyn HitWriter>, settings: CommitterSettings) -> Committer {
@@ -697,5 +791,130 @@ mod tests {
             assert_eq!(outcome(waiter), Ok(()));
         }
         assert_eq!(stopping.join().unwrap().hits, 3);
+    }
+
+    /// Fails with `error` until `fails` runs out, then records; counts calls.
+    struct Flaky {
+        fails: Arc<Mutex<usize>>,
+        calls: Arc<Mutex<usize>>,
+        error: fn() -> DbError,
+    }
+
+    impl HitWriter for Flaky {
+        fn record_hits(&mut self, hits: &[&Hit]) -> Result<u64, DbError> {
+            *self.calls.lock().unwrap() += 1;
+            let mut fails = self.fails.lock().unwrap();
+            if *fails > 0 {
+                *fails -= 1;
+                return Err((self.error)());
+            }
+            Ok(hits.len() as u64)
+        }
+    }
+
+    fn refused() -> DbError {
+        DbError::Unavailable(super::super::pool::CheckoutError::NoPrimary(3))
+    }
+
+    fn lost() -> DbError {
+        DbError::OutcomeUnknown(mysql::Error::IoError(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))
+    }
+
+    fn flaky(
+        fails: usize,
+        error: fn() -> DbError,
+        failover_wait: Duration,
+    ) -> (Committer, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
+        let (fails, calls) = (Arc::new(Mutex::new(fails)), Arc::new(Mutex::new(0)));
+        let writer = Flaky {
+            fails: Arc::clone(&fails),
+            calls: Arc::clone(&calls),
+            error,
+        };
+        let committer = start(
+            Box::new(writer),
+            CommitterSettings {
+                queue_timeout: Duration::from_millis(300),
+                failover_wait,
+                ..SETTINGS
+            },
+        );
+        (committer, fails, calls)
+    }
+
+    #[test]
+    fn a_batch_whose_primary_is_gone_is_held_and_recorded_once_one_answers() {
+        for error in [refused as fn() -> DbError, lost] {
+            // About a second of failures: longer than the queue timeout.
+            let (committer, _, calls) = flaky(5, error, Duration::from_secs(30));
+            let held = submit(&committer);
+            thread::sleep(Duration::from_millis(50));
+            let queued_behind = submit(&committer);
+            assert_eq!(outcome(&held), Ok(()), "held, then recorded");
+            assert_eq!(
+                outcome(&queued_behind),
+                Ok(()),
+                "a hit queued behind a hold is not shed by the queue timeout"
+            );
+            assert!(*calls.lock().unwrap() >= 6);
+            committer.stop(Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn past_the_failover_wait_a_batch_fails_and_the_next_is_not_held_until_one_succeeds() {
+        let (committer, fails, calls) = flaky(usize::MAX, lost, Duration::from_millis(600));
+        let started = Instant::now();
+        assert_eq!(
+            outcome(&submit(&committer)),
+            Err(NotRecorded::OutcomeUnknown)
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "held for the wait"
+        );
+        let calls_after_the_hold = *calls.lock().unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            outcome(&submit(&committer)),
+            Err(NotRecorded::OutcomeUnknown)
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "at once, past the window"
+        );
+        assert_eq!(*calls.lock().unwrap(), calls_after_the_hold + 1);
+        // Service is back: the next failure is held again.
+        *fails.lock().unwrap() = 0;
+        assert_eq!(outcome(&submit(&committer)), Ok(()));
+        *fails.lock().unwrap() = 2;
+        assert_eq!(outcome(&submit(&committer)), Ok(()));
+        committer.stop(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn other_failures_are_never_held() {
+        let (committer, _, calls) = flaky(
+            1,
+            || DbError::Server {
+                code: 1062,
+                message: "duplicate".into(),
+            },
+            Duration::from_secs(30),
+        );
+        assert_eq!(outcome(&submit(&committer)), Err(NotRecorded::Failed));
+        assert_eq!(*calls.lock().unwrap(), 1);
+        committer.stop(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_batch_held_when_the_instance_stops_goes_to_another_replica() {
+        let (committer, _, _) = flaky(usize::MAX, refused, Duration::from_secs(30));
+        let held = submit(&committer);
+        thread::sleep(Duration::from_millis(300));
+        committer.stop(Duration::from_secs(5));
+        assert_eq!(outcome(&held), Err(NotRecorded::ShuttingDown));
     }
 }

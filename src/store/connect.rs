@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use mysql::{Opts, OptsBuilder};
 
+use super::members::Member;
+
 /// How to reach MySQL.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
-    pub host: String,
-    pub port: u16,
+    /// `DB_HOST` (with `DB_PORT` for members named without a port): one
+    /// server, or the members of a group.
+    pub members: Vec<Member>,
     pub name: String,
     pub user: String,
     pub password: Secret,
@@ -18,6 +21,29 @@ pub struct DbSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// `DB_FAILOVER_WAIT_MS`: how long hits are held while no primary answers.
+    pub failover_wait: Duration,
+}
+
+#[cfg(test)]
+impl DbSettings {
+    /// Loopback, short waits: for tests that build the store without config.
+    pub fn for_tests() -> DbSettings {
+        DbSettings {
+            members: vec![Member {
+                host: "127.0.0.1".into(),
+                port: 3306,
+            }],
+            name: "webcluster".into(),
+            user: "webcluster_app".into(),
+            password: Secret::default(),
+            pool_size: 2,
+            connect_timeout: Duration::from_millis(500),
+            read_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(2),
+            failover_wait: Duration::ZERO,
+        }
+    }
 }
 
 /// A password that never shows up in `Debug` output or logs.
@@ -40,8 +66,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The driver's options: TCP only, every wait bounded.
-pub fn options(settings: &DbSettings) -> Opts {
+/// The driver's options for one member: TCP only, every wait bounded.
+pub fn options(settings: &DbSettings, member: &Member) -> Opts {
     OptsBuilder::new()
         // A lock wait must end, and the server roll the transaction back,
         // before the client gives up on its read: then a 503 means the hit
@@ -50,8 +76,8 @@ pub fn options(settings: &DbSettings) -> Opts {
             "SET SESSION innodb_lock_wait_timeout = {}",
             lock_wait_seconds(settings.read_timeout)
         )])
-        .ip_or_hostname(Some(settings.host.as_str()))
-        .tcp_port(settings.port)
+        .ip_or_hostname(Some(member.host.as_str()))
+        .tcp_port(member.port)
         .db_name(Some(settings.name.as_str()))
         .user(Some(settings.user.as_str()))
         .pass(Some(settings.password.expose()))

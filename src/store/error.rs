@@ -41,6 +41,17 @@ impl DbError {
         }
     }
 
+    /// The server did not answer in time: trying again at once would only
+    /// wait as long again.
+    pub(super) fn timed_out(&self) -> bool {
+        match self {
+            DbError::OutcomeUnknown(e) | DbError::Unavailable(CheckoutError::Connect(e)) => {
+                super::pool::timed_out(e)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the connection it came from is still usable.
     pub(super) fn connection_survives(&self) -> bool {
         matches!(self, DbError::Server { .. } | DbError::UnexpectedReply(_))

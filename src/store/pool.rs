@@ -1,17 +1,21 @@
-//! A fixed-size MySQL connection pool that connects outside its lock.
+//! A fixed-size MySQL connection pool that connects outside its lock, always
+//! to the primary.
 //!
 //! mysql::Pool opens new connections while holding its lock, so with an
 //! unreachable database every worker would wait out the others' connect
-//! timeouts in turn. Here a checkout costs at most one connect timeout, or
-//! one read timeout when an idle connection's server has stopped answering.
+//! timeouts in turn. Here a checkout costs at most one search for the
+//! primary, or one read timeout when an idle connection's server has stopped
+//! answering. An idle connection opened before the primary was last lost is
+//! not reused.
 
 use std::error::Error as _;
 use std::io;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use mysql::{Conn, Opts};
+use mysql::Conn;
 
+use super::members::{Members, PrimaryConn};
 use crate::telemetry::metrics::metrics;
 
 /// Why no connection could be had.
@@ -23,10 +27,13 @@ pub enum CheckoutError {
     /// Connecting failed: the database is down, unreachable or refused us.
     #[error("cannot connect to the database: {0}")]
     Connect(mysql::Error),
+    /// Members answered, but none as the writable primary of a group with a majority.
+    #[error("none of the {0} database member(s) is a writable primary")]
+    NoPrimary(usize),
 }
 
 pub struct Pool {
-    opts: Opts,
+    members: Arc<Members>,
     size: usize,
     wait: Duration,
     state: Mutex<State>,
@@ -34,7 +41,7 @@ pub struct Pool {
 }
 
 struct State {
-    idle: Vec<Conn>,
+    idle: Vec<PrimaryConn>,
     /// Connections checked out or being opened.
     in_use: usize,
     /// Callers waiting for a place.
@@ -49,9 +56,9 @@ impl State {
 
 impl Pool {
     /// Opens nothing yet, so the app starts while the database is down.
-    pub fn new(opts: Opts, size: usize, wait: Duration) -> Pool {
+    pub fn new(members: Arc<Members>, size: usize, wait: Duration) -> Pool {
         Pool {
-            opts,
+            members,
             size,
             wait,
             state: Mutex::new(State {
@@ -63,17 +70,30 @@ impl Pool {
         }
     }
 
-    /// A live connection: an idle one that answers a ping, or a new one.
+    /// A live connection to the primary: an idle one of the current
+    /// generation that answers a ping, or a new one.
     pub fn checkout(&self) -> Result<Lease<'_>, CheckoutError> {
         let slot = self.reserve_slot()?;
-        let idle = self.lock().idle.pop();
-        if let Some(mut conn) = idle {
+        let generation = self.members.generation();
+        let idle = {
+            let mut state = self.lock();
+            state.idle.retain(|c| c.generation == generation);
+            state.idle.pop()
+        };
+        if let Some(mut idle) = idle {
             // A database restart leaves idle connections dead: find out before
             // sending a CALL whose outcome we could not know.
-            let error = match conn.ping() {
-                Ok(()) => return Ok(Lease { conn, _slot: slot }),
+            let error = match idle.conn.ping() {
+                Ok(()) => {
+                    return Ok(Lease {
+                        conn: idle.conn,
+                        generation: idle.generation,
+                        _slot: slot,
+                    });
+                }
                 Err(error) => error,
             };
+            self.members.lost(idle.generation);
             // The others went with it; pinging each in turn could cost a read
             // timeout apiece on an unreachable host. Closed outside the lock.
             let dead = std::mem::take(&mut self.lock().idle);
@@ -84,14 +104,21 @@ impl Pool {
                 return Err(CheckoutError::Connect(error));
             }
         }
-        let conn = Conn::new(self.opts.clone()).map_err(CheckoutError::Connect)?;
-        Ok(Lease { conn, _slot: slot })
+        let PrimaryConn { conn, generation } = self.members.connect_primary()?;
+        Ok(Lease {
+            conn,
+            generation,
+            _slot: slot,
+        })
     }
 
     /// Returns a healthy connection for reuse. A lease that is simply dropped
     /// closes its connection instead (the way to discard a broken one).
     pub fn checkin(&self, lease: Lease<'_>) {
-        self.lock().idle.push(lease.conn);
+        self.lock().idle.push(PrimaryConn {
+            conn: lease.conn,
+            generation: lease.generation,
+        });
     }
 
     fn reserve_slot(&self) -> Result<Slot<'_>, CheckoutError> {
@@ -127,7 +154,7 @@ impl Pool {
 }
 
 /// The server did not answer in time, as opposed to having closed the connection.
-fn timed_out(error: &mysql::Error) -> bool {
+pub(super) fn timed_out(error: &mysql::Error) -> bool {
     let io = match error {
         mysql::Error::IoError(e) => Some(e),
         // The driver wraps reads in a codec error whose source is the I/O error.
@@ -147,6 +174,8 @@ fn timed_out(error: &mysql::Error) -> bool {
 /// A checked-out connection.
 pub struct Lease<'a> {
     pub conn: Conn,
+    /// The primary's generation it was opened in (`Members::lost`).
+    pub generation: u64,
     _slot: Slot<'a>,
 }
 
@@ -176,14 +205,17 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let opts = mysql::OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(port)
-            .tcp_connect_timeout(Some(Duration::from_millis(500)))
+        let settings = crate::store::DbSettings {
+            members: vec![crate::store::Member {
+                host: "127.0.0.1".into(),
+                port,
+            }],
             // Should another test's listener take the freed port meanwhile,
             // the handshake still fails rather than waits forever.
-            .read_timeout(Some(Duration::from_millis(500)));
-        Pool::new(opts.into(), size, wait)
+            read_timeout: Duration::from_millis(500),
+            ..crate::store::DbSettings::for_tests()
+        };
+        Pool::new(Arc::new(Members::new(&settings)), size, wait)
     }
 
     #[test]

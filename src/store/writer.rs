@@ -1,14 +1,15 @@
-//! A committer's own connection: a batch needs no pool checkout, and no ping
-//! while the connection is busy.
+//! A committer's own connection to the primary: a batch needs no pool
+//! checkout, and no ping while the connection is busy.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mysql::Row;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, Row};
 
 use super::DbError;
 use super::hit::{Hit, HitWriter, hits_json};
-use super::pool::CheckoutError;
+use super::members::{Members, PrimaryConn, awaits_primary};
 use super::reply::single_number;
 use super::retry::{measured, retrying};
 
@@ -18,8 +19,8 @@ use super::retry::{measured, retrying};
 const IDLE_PING: Duration = Duration::from_secs(1);
 
 pub struct BatchWriter {
-    opts: Opts,
-    conn: Option<Conn>,
+    members: Arc<Members>,
+    conn: Option<PrimaryConn>,
     last_used: Instant,
     retry_budget: Duration,
 }
@@ -42,9 +43,9 @@ impl HitWriter for BatchWriter {
 
 impl BatchWriter {
     /// Opens nothing yet: the connection is made on first use.
-    pub fn new(opts: Opts, retry_budget: Duration) -> BatchWriter {
+    pub fn new(members: Arc<Members>, retry_budget: Duration) -> BatchWriter {
         BatchWriter {
-            opts,
+            members,
             conn: None,
             last_used: Instant::now(),
             retry_budget,
@@ -52,36 +53,52 @@ impl BatchWriter {
     }
 
     fn call_once(&mut self, batch: &str) -> Result<u64, DbError> {
-        let conn = self.connection()?;
-        let reply = conn
+        let primary = self.connection()?;
+        let generation = primary.generation;
+        let reply = primary
+            .conn
             .exec_first::<Row, _, _>("CALL record_hits(?)", (batch,))
             .map_err(DbError::from_call)
             .and_then(|row| single_number("record_hits", row));
         self.last_used = Instant::now();
-        if reply
-            .as_ref()
-            .err()
-            .is_some_and(|e| !e.connection_survives())
-        {
-            self.conn = None;
+        if let Err(e) = &reply {
+            if awaits_primary(e) {
+                self.members.lost(generation);
+            }
+            if awaits_primary(e) || !e.connection_survives() {
+                self.conn = None;
+            }
         }
         reply
     }
 
-    /// The open connection, pinged if it idled; a new one if it is gone.
-    fn connection(&mut self) -> Result<&mut Conn, DbError> {
+    /// The open connection to the primary, pinged if it idled; a new one if
+    /// it is gone or the primary was lost since it was opened.
+    fn connection(&mut self) -> Result<&mut PrimaryConn, DbError> {
         let stale = self.last_used.elapsed() > IDLE_PING;
-        if let Some(conn) = self.conn.as_mut().filter(|_| stale)
-            && conn.ping().is_err()
-        {
+        let generation = self.members.generation();
+        let usable = match self.conn.as_mut() {
+            None => false,
+            Some(primary) if primary.generation != generation => false,
+            Some(primary) => {
+                let alive = !stale || primary.conn.ping().is_ok();
+                if !alive {
+                    self.members.lost(primary.generation);
+                }
+                alive
+            }
+        };
+        if !usable {
             self.conn = None;
         }
         match &mut self.conn {
-            Some(conn) => Ok(conn),
+            Some(primary) => Ok(primary),
             slot => {
-                let conn = Conn::new(self.opts.clone())
-                    .map_err(|e| DbError::Unavailable(CheckoutError::Connect(e)))?;
-                Ok(slot.insert(conn))
+                let primary = self
+                    .members
+                    .connect_primary()
+                    .map_err(DbError::Unavailable)?;
+                Ok(slot.insert(primary))
             }
         }
     }

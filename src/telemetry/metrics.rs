@@ -1,7 +1,8 @@
 //! The instance's Prometheus metrics: one registry for the process, updated
 //! where things happen, encoded by `prometheus-client` when scraped.
 
-use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,6 +29,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberLabel {
+    member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabel {
     sink: &'static str,
 }
@@ -51,6 +57,12 @@ pub struct Metrics {
     pool_waiting: Gauge,
     batch_size: Histogram,
     queue_depth: Gauge,
+    db_primary: Family<MemberLabel, Gauge>,
+    /// The member now labelled primary, to unlabel when it changes.
+    current_primary: Mutex<Option<String>>,
+    db_failovers: Counter,
+    hits_held: Gauge,
+    longest_hold: Gauge<f64, AtomicU64>,
     open_connections: Gauge,
     log_write_errors: Family<SinkLabel, Counter>,
     resident_memory: Gauge,
@@ -84,6 +96,11 @@ impl Metrics {
             // 1, 2, 4 ... 1024 hits.
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             queue_depth: Gauge::default(),
+            db_primary: Family::default(),
+            current_primary: Mutex::new(None),
+            db_failovers: Counter::default(),
+            hits_held: Gauge::default(),
+            longest_hold: Gauge::default(),
             open_connections: Gauge::default(),
             log_write_errors: Family::default(),
             resident_memory: Gauge::default(),
@@ -137,6 +154,27 @@ impl Metrics {
             "hit_queue_depth",
             "Hits waiting for a committer",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "db_primary",
+            "1 for the database member this instance writes to, 0 for one it wrote to before",
+            m.db_primary.clone(),
+        );
+        registry.register(
+            "db_failovers",
+            "Times the primary this instance writes to moved to another member",
+            m.db_failovers.clone(),
+        );
+        registry.register(
+            "hits_held",
+            "Hits held while no primary answers (up to DB_FAILOVER_WAIT_MS)",
+            m.hits_held.clone(),
+        );
+        registry.register_with_unit(
+            "hit_hold_longest",
+            "The longest a batch of hits has been held for a primary",
+            Unit::Seconds,
+            m.longest_hold.clone(),
         );
         registry.register(
             "http_open_connections",
@@ -206,6 +244,38 @@ impl Metrics {
     pub fn set_pool(&self, in_use: usize, waiting: usize) {
         self.pool_in_use.set(gauge_value(in_use));
         self.pool_waiting.set(gauge_value(waiting));
+    }
+
+    /// The primary is now `member`.
+    pub fn set_db_primary(&self, member: &str) {
+        let mut current = self
+            .current_primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = current.replace(member.to_owned()) {
+            self.db_primary
+                .get_or_create(&MemberLabel { member: old })
+                .set(0);
+        }
+        self.db_primary
+            .get_or_create(&MemberLabel {
+                member: member.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// The primary moved to another member.
+    pub fn db_failover(&self) {
+        self.db_failovers.inc();
+    }
+
+    /// `hits` are held for a primary now (0 when none is), for `held` so far.
+    pub fn hold(&self, hits: usize, held: Duration) {
+        self.hits_held.set(gauge_value(hits));
+        let held = held.as_secs_f64();
+        if held > self.longest_hold.get() {
+            self.longest_hold.set(held);
+        }
     }
 
     /// A log line `sink` could not take, or a failed rotation.
