@@ -73,6 +73,13 @@ group_member_sh() {
 
 # usage: group_member_start I   (its mysqld, then its agent; each unless it runs)
 group_member_start() {
+  group_member_spawn "$1"
+  mysql_wait "$(group_member_dir "$1")" "$(group_member_port "$1")"
+}
+
+# usage: group_member_spawn I   (as group_member_start, without waiting for
+# mysqld to answer: the agent waits for it)
+group_member_spawn() {
   local i=$1 dir flags=() vars=()
   dir=$(group_member_dir "$i")
   if [[ ! -d $dir/mysql ]]; then
@@ -82,8 +89,8 @@ group_member_start() {
     rm -f "$dir"/mysql/auto.cnf "$dir"/mysql/*.pem
   fi
   mapfile -t flags < <(group_member_sh "$i" flags)
-  [[ ${#flags[@]} -gt 0 ]] || die "db-member.sh printed no flags for member $i"
-  mysql_start "$dir" "$(group_member_port "$i")" "${flags[@]}"
+  ((${#flags[@]} > 0)) || die "db-member.sh printed no flags for member $i"
+  mysql_spawn "$dir" "$(group_member_port "$i")" "${flags[@]}"
   pid_alive "$dir/run/agent.pid" && return 0
   mapfile -t vars < <(group_member_env "$i")
   # setsid: a Ctrl-C in the caller must not reach it; env and bash exec, so
@@ -92,12 +99,16 @@ group_member_start() {
   printf '%s\n' "$!" >"$dir/run/agent.pid"
 }
 
-# usage: group_up   (every member started; the group forms by itself)
+# usage: group_up   (every member started at once, then each waited for; the
+# group forms by itself)
 group_up() {
   local i
   mkdir -p "$GROUP_DIR"
   for ((i = 1; i <= GROUP_SIZE; i++)); do
-    group_member_start "$i"
+    group_member_spawn "$i"
+  done
+  for ((i = 1; i <= GROUP_SIZE; i++)); do
+    mysql_wait "$(group_member_dir "$i")" "$(group_member_port "$i")"
   done
 }
 

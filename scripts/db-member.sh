@@ -272,11 +272,12 @@ healthy_group_at() {
   return 1
 }
 
-# usage: bootstrapper   (prints the member that may start a new group: every
-# member answered, none is in a group (ONLINE or RECOVERING), and its
-# transactions contain every other member's; the lowest such index. False,
-# with the reason in WHY, when no member may.)
+# usage: bootstrapper   (sets WINNER to the member that may start a new
+# group: every member answered, none is in a group (ONLINE or RECOVERING),
+# and its transactions contain every other member's; the lowest such index.
+# False, with the reason in WHY, when no member may.)
 WHY=
+WINNER=
 bootstrapper() {
   local i j state check sets=() checks=() row
   for ((i = 1; i <= ${#HOSTS[@]}; i++)); do
@@ -306,7 +307,7 @@ bootstrapper() {
   IFS=$'\t' read -ra row <<<"$row"
   for ((i = 1; i <= ${#HOSTS[@]}; i++)); do
     if [[ ${row[i - 1]} == 1 ]]; then
-      printf '%s\n' "$i"
+      WINNER=$i
       return 0
     fi
   done
@@ -340,7 +341,7 @@ start_group_replication() {
 # usage: agent_step   (one look, and at most one action; true when nothing failed)
 LAST_NOTE=
 agent_step() {
-  local own state group winner note
+  local own state group note
   own=$(local_sql "$VIEW_SQL" 2>/dev/null) || return 0 # not up yet
   state=${own%%$'\t'*}
   case $state in
@@ -355,11 +356,11 @@ agent_step() {
     [[ $note == "$LAST_NOTE" ]] || log "$note"
     LAST_NOTE=$note
     start_group_replication "$state"
-  elif winner=$(bootstrapper); then
-    if ((winner == INDEX)); then
+  elif bootstrapper; then
+    if ((WINNER == INDEX)); then
       start_group_replication "$state" --bootstrap
     else
-      note="no group runs; member $winner holds every transaction and starts it"
+      note="no group runs; member $WINNER holds every transaction and starts it"
       [[ $note == "$LAST_NOTE" ]] || log "$note"
       LAST_NOTE=$note
     fi

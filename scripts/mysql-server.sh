@@ -200,13 +200,20 @@ _mysql_server_args() {
 # usage: mysql_start DIR PORT [more server flags...]   (starts the server
 # unless it runs, then waits until it answers on 127.0.0.1:PORT)
 mysql_start() {
+  mysql_spawn "$@"
+  mysql_wait "$1" "$2"
+}
+
+# usage: mysql_spawn DIR PORT [more server flags...]   (as mysql_start,
+# without waiting for the server to answer: servers start in parallel)
+mysql_spawn() {
   local dir=$1 port=$2 pidfile=$1/run/mysqld.pid log args
   log=$(mysql_log "$dir")
   if pid_alive "$pidfile"; then
     # Starting, or shutting down after a SIGTERM: wait to see which.
     wait_until "$MYSQL_STOP_SECONDS" "$_MYSQL_FLAVOR on port $port to answer or exit" \
       answers_or_exited "$dir/run/mysqld.pid" _mysql_answers "$port" || true
-    pid_alive "$pidfile" && { mysql_wait "$dir" "$port"; return 0; }
+    pid_alive "$pidfile" && return 0
   fi
   port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
   # A server killed with SIGKILL stays a zombie until its parent reaps it
@@ -219,7 +226,6 @@ mysql_start() {
   # The server rewrites the pid file with the same pid once it is up; writing
   # it now lets a failed start be noticed (and stopped) before that.
   _mysql_spawn "$dir" "${args[@]}"
-  mysql_wait "$dir" "$port"
 }
 
 # usage: mysql_wait DIR PORT   (waits until the server answers a query over TCP)
