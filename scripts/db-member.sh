@@ -315,19 +315,16 @@ bootstrapper() {
   return 1
 }
 
-# usage: start_group_replication STATE [--bootstrap]   (STATE: this
-# member's; one that left in error must stop before it starts again)
+# usage: start_group_replication [--bootstrap]   (the member is OFFLINE)
 start_group_replication() {
-  local out state stop=
-  [[ $1 == OFFLINE ]] || stop="STOP GROUP_REPLICATION;"
-  shift
+  local out state
   if [[ ${1:-} == --bootstrap ]]; then
     log "bootstrapping the group from this member"
-    out=$(local_sql_all "$stop SET GLOBAL group_replication_bootstrap_group = ON;
+    out=$(local_sql_all "SET GLOBAL group_replication_bootstrap_group = ON;
       START GROUP_REPLICATION; SET GLOBAL group_replication_bootstrap_group = OFF" 2>&1) || true
   else
     log "joining the group"
-    out=$(local_sql_all "$stop START GROUP_REPLICATION" 2>&1) || true
+    out=$(local_sql_all "START GROUP_REPLICATION" 2>&1) || true
   fi
   state=$(local_sql "$VIEW_SQL" 2>/dev/null | cut -f1) || true
   if [[ $state == ONLINE || $state == RECOVERING ]]; then
@@ -347,6 +344,14 @@ agent_step() {
   case $state in
     ONLINE) after_join; LAST_NOTE=; return 0 ;;
     RECOVERING | UNREACHABLE) return 0 ;;
+    ERROR)
+      # Out of the group already (expelled, or cut off from the majority).
+      # Stopping now, while nothing waits on it, spares the later start
+      # the stop's wait for peers that may be gone (about 20 s).
+      log "this member left the group in error; stopping group replication"
+      local_sql_all "STOP GROUP_REPLICATION" >/dev/null 2>&1 || true
+      return 0
+      ;;
   esac
   ensure_account
   forget_init_gtids
@@ -355,10 +360,10 @@ agent_step() {
     note="member $group is ONLINE in a group with a majority"
     [[ $note == "$LAST_NOTE" ]] || log "$note"
     LAST_NOTE=$note
-    start_group_replication "$state"
+    start_group_replication
   elif bootstrapper; then
     if ((WINNER == INDEX)); then
-      start_group_replication "$state" --bootstrap
+      start_group_replication --bootstrap
     else
       note="no group runs; member $WINNER holds every transaction and starts it"
       [[ $note == "$LAST_NOTE" ]] || log "$note"
@@ -391,7 +396,8 @@ force_bootstrap() {
     die "a group with a majority is running: join it instead"
   fi
   warn "starting a new group from member $INDEX without every member's agreement"
-  start_group_replication "$(local_sql "$VIEW_SQL" | cut -f1)" --bootstrap
+  [[ $(local_sql "$VIEW_SQL" | cut -f1) == OFFLINE ]] || local_sql "STOP GROUP_REPLICATION" >/dev/null
+  start_group_replication --bootstrap
 }
 
 # usage: container_entrypoint [mysqld [args...]]   (the agent in the
