@@ -101,8 +101,7 @@ member_address() {
   printf '%s:%s\n' "${HOSTS[$1 - 1]}" "${PORTS[$1 - 1]}"
 }
 
-# usage: member_flags   (one flag a line; persisted settings, written by the
-# agent after the first join, override them)
+# usage: member_flags   (one flag a line)
 member_flags() {
   local i seeds=()
   for ((i = 1; i <= ${#HOSTS[@]}; i++)); do
@@ -119,12 +118,14 @@ member_flags() {
     )" \
     --group-replication-communication-stack=MYSQL \
     --group-replication-recovery-use-ssl=ON --group-replication-ssl-mode=REQUIRED \
-    --group-replication-start-on-boot=OFF \
     "--group-replication-member-expel-timeout=$EXPEL_TIMEOUT" \
     "--group-replication-unreachable-majority-timeout=$UNREACHABLE_MAJORITY_TIMEOUT" \
     "--group-replication-exit-state-action=$EXIT_STATE_ACTION" \
-    "--group-replication-autorejoin-tries=$AUTOREJOIN_TRIES" \
-    --super-read-only=ON --offline-mode=ON
+    "--group-replication-autorejoin-tries=$AUTOREJOIN_TRIES"
+  # The agent starts group replication, once the group has let go of this
+  # member's previous run: a start at boot would race that. Until it is in
+  # the group, the member takes no write and no login from the app.
+  printf '%s\n' --group-replication-start-on-boot=OFF --super-read-only=ON --offline-mode=ON
 }
 
 # --- SQL ---------------------------------------------------------------------
@@ -158,9 +159,10 @@ sql_literal() {
   printf "'%s'" "${text//\'/\\\'}"
 }
 
-# This member's view: its state, how many members its group has and how
-# many of them are ONLINE or RECOVERING, and every transaction it holds
-# (executed, or received and waiting to be applied). One line, tab-separated.
+# This member's view: its state and role, how many members its group has
+# and how many of them are ONLINE or RECOVERING, every transaction it holds
+# (executed, or received and waiting to be applied), and its group's
+# members as host:port. One line, tab-separated.
 VIEW_SQL="SELECT
   COALESCE((SELECT MEMBER_STATE FROM performance_schema.replication_group_members
             WHERE MEMBER_ID = @@server_uuid), 'OFFLINE'),
@@ -171,7 +173,9 @@ VIEW_SQL="SELECT
   (SELECT COUNT(*) FROM performance_schema.replication_group_members WHERE MEMBER_ID <> ''),
   REPLACE(CONCAT_WS(',', NULLIF(@@GLOBAL.gtid_executed, ''),
     (SELECT NULLIF(RECEIVED_TRANSACTION_SET, '') FROM performance_schema.replication_connection_status
-      WHERE CHANNEL_NAME = 'group_replication_applier')), '\n', '')"
+      WHERE CHANNEL_NAME = 'group_replication_applier')), '\n', ''),
+  COALESCE((SELECT GROUP_CONCAT(CONCAT(MEMBER_HOST, ':', MEMBER_PORT))
+            FROM performance_schema.replication_group_members WHERE MEMBER_ID <> ''), '')"
 
 # --- the member's own setup --------------------------------------------------
 
@@ -206,13 +210,14 @@ ensure_account() {
 # usage: forget_init_gtids   (a data directory fresh from an image's
 # initialisation may hold transactions of its own, e.g. time zone tables
 # loaded with the binary log on. The group has none of them and would refuse
-# the member. Forgotten only on a member that never joined a group, holds
-# no schema but the system ones, and whose every GTID is its own.)
+# the member. Forgotten only on a member that never started group
+# replication (which makes its applier channel), holds no schema but the
+# system ones, and whose every GTID is its own.)
 forget_init_gtids() {
   local row
   row=$(local_sql "SELECT
-      (SELECT COUNT(*) FROM performance_schema.persisted_variables
-        WHERE VARIABLE_NAME = 'group_replication_start_on_boot'),
+      (SELECT COUNT(*) FROM performance_schema.replication_connection_configuration
+        WHERE CHANNEL_NAME = 'group_replication_applier'),
       (SELECT COUNT(*) FROM information_schema.schemata WHERE SCHEMA_NAME NOT IN ($SYSTEM_SCHEMAS)),
       @@GLOBAL.gtid_executed = '',
       GTID_SUBSET(@@GLOBAL.gtid_executed, CONCAT(@@server_uuid, ':1-9223372036854775806'))")
@@ -221,16 +226,12 @@ forget_init_gtids() {
   local_sql "RESET BINARY LOGS AND GTIDS" >/dev/null
 }
 
-# usage: after_join   (once ONLINE: rejoin by itself after a restart, and
-# let the app's logins in again)
+# usage: after_join   (once ONLINE: let the app's logins in again)
 after_join() {
-  local row
-  row=$(local_sql "SELECT @@GLOBAL.group_replication_start_on_boot, @@GLOBAL.offline_mode")
-  if [[ ${row%%$'\t'*} != 1 ]]; then
-    log "joined: this member now rejoins the group by itself when it restarts"
-    local_sql "SET PERSIST group_replication_start_on_boot = ON" >/dev/null
+  if [[ $(local_sql "SELECT @@GLOBAL.offline_mode") != 0 ]]; then
+    log "in the group: the app may log in"
+    local_sql "SET GLOBAL offline_mode = OFF" >/dev/null
   fi
-  [[ ${row##*$'\t'} == 0 ]] || local_sql "SET GLOBAL offline_mode = OFF" >/dev/null
 }
 
 # --- deciding ----------------------------------------------------------------
@@ -323,7 +324,6 @@ start_group_replication() {
     out=$(local_sql_all "SET GLOBAL group_replication_bootstrap_group = ON;
       START GROUP_REPLICATION; SET GLOBAL group_replication_bootstrap_group = OFF" 2>&1) || true
   else
-    log "joining the group"
     out=$(local_sql_all "START GROUP_REPLICATION" 2>&1) || true
   fi
   state=$(local_sql "$VIEW_SQL" 2>/dev/null | cut -f1) || true
@@ -335,10 +335,16 @@ start_group_replication() {
   return 1
 }
 
-# usage: agent_step   (one look, and at most one action; true when nothing failed)
+# usage: note_once MESSAGE   (logged unless it was the last one logged)
 LAST_NOTE=
+note_once() {
+  [[ $1 == "$LAST_NOTE" ]] || log "$1"
+  LAST_NOTE=$1
+}
+
+# usage: agent_step   (one look, and at most one action; true when nothing failed)
 agent_step() {
-  local own state group note
+  local own state group
   own=$(local_sql "$VIEW_SQL" 2>/dev/null) || return 0 # not up yet
   state=${own%%$'\t'*}
   case $state in
@@ -357,22 +363,22 @@ agent_step() {
   forget_init_gtids
   survey
   if group=$(healthy_group_at); then
-    note="member $group is ONLINE in a group with a majority"
-    [[ $note == "$LAST_NOTE" ]] || log "$note"
-    LAST_NOTE=$note
-    start_group_replication
+    if [[ ,$(view_field "$group" 6), == *,$(member_address "$INDEX"),* ]]; then
+      # Restarted before the group noticed: joining now would wait 60 s for
+      # a view that never comes. GR expels the old one within about 5 s.
+      note_once "waiting for the group to expel this member's previous run"
+    else
+      note_once "member $group is ONLINE in a group with a majority: joining it"
+      start_group_replication
+    fi
   elif bootstrapper; then
     if ((WINNER == INDEX)); then
       start_group_replication --bootstrap
     else
-      note="no group runs; member $WINNER holds every transaction and starts it"
-      [[ $note == "$LAST_NOTE" ]] || log "$note"
-      LAST_NOTE=$note
+      note_once "no group runs; member $WINNER holds every transaction and starts it"
     fi
   else
-    note="no group to join, and none may be started: $WHY"
-    [[ $note == "$LAST_NOTE" ]] || log "$note"
-    LAST_NOTE=$note
+    note_once "no group to join, and none may be started: $WHY"
   fi
 }
 

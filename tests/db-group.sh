@@ -114,13 +114,17 @@ seconds_since() {
 
 # usage: wait_converged WHAT
 wait_converged() {
+  local start
+  start=$(date +%s.%N)
   wait_until "$CONVERGE_SECONDS" "$1" converged || tap_diag "roles: $(roles)"
+  log "$1: $(seconds_since "$start") s"
   converged
 }
 
 cleanup() {
   local i
   [[ -n $DIR ]] || return 0
+  [[ -z ${GROUP_TEST_KEEP:-} ]] || { log "kept $DIR (GROUP_TEST_KEEP)"; return 0; }
   for ((i = 1; i <= 3; i++)); do
     kill -CONT "$(member_pid "$i" 2>/dev/null)" 2>/dev/null || true
   done
@@ -232,8 +236,8 @@ step_majority_lost() {
   tap_check "the survivor refuses writes" \
     expect_refused "$(sql "$survivor" "INSERT INTO grtest.t (note) VALUES ('refused')" 2>&1 && echo COMMITTED)"
   start=$(date +%s.%N)
-  group_member_start "$a" 2>/dev/null
-  group_member_start "$b" 2>/dev/null
+  group_member_spawn "$a" 2>/dev/null
+  group_member_spawn "$b" 2>/dev/null
   wait_until "$CONVERGE_SECONDS" "the group to come back" all_online || true
   tap_check "the killed members restarted: the group is back by itself after $(seconds_since "$start") s: $(roles)" all_online
   tap_check "the group takes writes again" write "$(group_primary)"
@@ -250,11 +254,11 @@ main() {
   DIR=$(mysql_tempdir webcluster-db-group)
   trap cleanup EXIT
   group_configure "$DIR" "$PORT" 3
-  step_forms
-  step_kill_primary
-  step_freeze_primary
-  step_kill_secondary
-  step_majority_lost
+  local step
+  for step in forms kill_primary freeze_primary kill_secondary majority_lost; do
+    log "step $step (at $SECONDS s)"
+    "step_$step"
+  done
   tap_summary "database group"
 }
 
