@@ -77,8 +77,9 @@ sql_find_primary() {
   local entry host port
   for entry in "${HOSTS[@]}"; do
     host=${entry%:*} port=${entry##*:}
+    # read_only: a group's secondaries, and a member not (yet) in the group
     if [[ $(sql_login "$host" "$port" --connect-timeout=2 --skip-column-names \
-      -e 'SELECT @@GLOBAL.super_read_only' 2>/dev/null) == 0 ]]; then
+      -e 'SELECT @@GLOBAL.read_only' 2>/dev/null) == 0 ]]; then
       TARGET=("$host" "$port")
       return 0
     fi

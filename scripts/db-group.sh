@@ -151,7 +151,7 @@ group_primary() {
   for ((i = 1; i <= GROUP_SIZE; i++)); do
     mysql_running "$(group_member_dir "$i")" || continue
     if [[ $(mysql_client "$(group_member_port "$i")" -uroot --connect-timeout=2 --batch \
-      --skip-column-names -e 'SELECT @@GLOBAL.super_read_only' 2>/dev/null) == 0 ]]; then
+      --skip-column-names -e 'SELECT @@GLOBAL.read_only' 2>/dev/null) == 0 ]]; then
       printf '%s\n' "$i"
       return 0
     fi

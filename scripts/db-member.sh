@@ -101,7 +101,8 @@ member_address() {
   printf '%s:%s\n' "${HOSTS[$1 - 1]}" "${PORTS[$1 - 1]}"
 }
 
-# usage: member_flags   (one flag a line)
+# usage: member_flags   (one flag a line; "loose-": a first run's
+# --initialize loads no plugin, and would refuse the plugin's options)
 member_flags() {
   local i seeds=()
   for ((i = 1; i <= ${#HOSTS[@]}; i++)); do
@@ -110,22 +111,25 @@ member_flags() {
   printf '%s\n' "--server-id=$INDEX" --gtid-mode=ON --enforce-gtid-consistency=ON \
     "--report-host=${HOSTS[INDEX - 1]}" "--report-port=${PORTS[INDEX - 1]}" \
     --plugin-load-add=group_replication.so --plugin-load-add=mysql_clone.so \
-    "--group-replication-group-name=$GROUP_NAME" \
-    "--group-replication-local-address=$(member_address "$INDEX")" \
-    "--group-replication-group-seeds=$(
+    "--loose-group-replication-group-name=$GROUP_NAME" \
+    "--loose-group-replication-local-address=$(member_address "$INDEX")" \
+    "--loose-group-replication-group-seeds=$(
       IFS=,
       printf '%s' "${seeds[*]}"
     )" \
-    --group-replication-communication-stack=MYSQL \
-    --group-replication-recovery-use-ssl=ON --group-replication-ssl-mode=REQUIRED \
-    "--group-replication-member-expel-timeout=$EXPEL_TIMEOUT" \
-    "--group-replication-unreachable-majority-timeout=$UNREACHABLE_MAJORITY_TIMEOUT" \
-    "--group-replication-exit-state-action=$EXIT_STATE_ACTION" \
-    "--group-replication-autorejoin-tries=$AUTOREJOIN_TRIES"
+    --loose-group-replication-communication-stack=MYSQL \
+    --loose-group-replication-recovery-use-ssl=ON --loose-group-replication-ssl-mode=REQUIRED \
+    "--loose-group-replication-member-expel-timeout=$EXPEL_TIMEOUT" \
+    "--loose-group-replication-unreachable-majority-timeout=$UNREACHABLE_MAJORITY_TIMEOUT" \
+    "--loose-group-replication-exit-state-action=$EXIT_STATE_ACTION" \
+    "--loose-group-replication-autorejoin-tries=$AUTOREJOIN_TRIES"
   # The agent starts group replication, once the group has let go of this
   # member's previous run: a start at boot would race that. Until it is in
-  # the group, the member takes no write and no login from the app.
-  printf '%s\n' --group-replication-start-on-boot=OFF --super-read-only=ON --offline-mode=ON
+  # the group, the member takes no login from the app (offline mode) and no
+  # write but an administrator's (read_only; GR adds super_read_only when
+  # it starts, and lifts both on the primary). super_read_only here would
+  # also stop the official image's first-run setup, which writes as root.
+  printf '%s\n' --loose-group-replication-start-on-boot=OFF --read-only=ON --offline-mode=ON
 }
 
 # --- SQL ---------------------------------------------------------------------
@@ -413,7 +417,7 @@ container_entrypoint() {
   [[ ${1:-} != mysqld ]] || shift
   mapfile -t flags < <(member_flags)
   member_secrets
-  "$0" agent &
+  bash "${BASH_SOURCE[0]}" agent &
   exec docker-entrypoint.sh mysqld "${flags[@]}" "$@"
 }
 
