@@ -56,7 +56,7 @@ REPL_PASSWORD=
 
 # usage: member_settings   (reads and checks the environment)
 member_settings() {
-  local entry
+  local entry entries
   GROUP_MEMBERS=${GROUP_MEMBERS:-}
   [[ -n $GROUP_MEMBERS ]] || die "GROUP_MEMBERS must list every member: host[:port],..."
   IFS=, read -ra entries <<<"$GROUP_MEMBERS"
@@ -72,9 +72,9 @@ member_settings() {
   if [[ -z $INDEX ]] && [[ ${HOSTNAME:-} =~ -([0-9]+)$ ]]; then
     INDEX=$((BASH_REMATCH[1] + 1))
   fi
-  [[ $INDEX =~ ^[1-9]$ ]] || INDEX=0
-  ((INDEX >= 1 && INDEX <= ${#HOSTS[@]})) ||
+  if ! [[ $INDEX =~ ^[1-9]$ ]] || ((INDEX > ${#HOSTS[@]})); then
     die "MEMBER_INDEX must be this member's place in GROUP_MEMBERS (1-${#HOSTS[@]}), got: '$INDEX'"
+  fi
   GROUP_NAME=${GROUP_NAME:-$DEFAULT_GROUP_NAME}
   [[ $GROUP_NAME =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] ||
     die "GROUP_NAME must be a lowercase UUID, got: $GROUP_NAME"
