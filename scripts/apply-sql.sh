@@ -4,7 +4,9 @@
 # keep existing data.
 #
 # usage: scripts/apply-sql.sh
-# env:   DB_HOST (127.0.0.1)  DB_PORT (3306)  DB_NAME (webcluster)
+# env:   DB_HOST (127.0.0.1): a host, or a database group's members,
+#          host[:port],...: sql/ goes to the one that takes writes
+#        DB_PORT (3306): the port of a host given without one  DB_NAME (webcluster)
 #        DB_ROOT_USER (root)  DB_ROOT_PASSWORD or DB_ROOT_PASSWORD_FILE (may be empty)
 #        APP_DB_PASSWORD or APP_DB_PASSWORD_FILE (required): the app account's password
 #        APP_DB_USER (optional): the app account's name, the app's DB_USER;
@@ -21,26 +23,18 @@ source "$HERE/lib.sh"
 SQL_DIR=$(readlink -f "$HERE/../sql")
 
 # usage: sql_secret NAME   (prints $NAME, or the contents of the file named by
-# ${NAME}_FILE without trailing line breaks, as the app reads DB_PASSWORD_FILE)
+# ${NAME}_FILE, as the app reads DB_PASSWORD_FILE)
 sql_secret() {
-  local name=$1 file_name=${1}_FILE value
+  local name=$1 file_name=${1}_FILE
   if [[ -n ${!name:-} ]] && [[ -n ${!file_name:-} ]]; then
     die "set $name or $file_name, not both"
   fi
   if [[ -n ${!file_name:-} ]]; then
     [[ -r ${!file_name} ]] || die "$file_name names an unreadable file: ${!file_name}"
-    value=$(<"${!file_name}")
-    while [[ $value == *[$'\r\n'] ]]; do value=${value%?}; done
+    secret_file "${!file_name}"
   else
-    value=${!name:-}
+    printf '%s' "${!name:-}"
   fi
-  printf '%s' "$value"
-}
-
-# usage: sql_hex TEXT   (prints TEXT's bytes as hex, so a password reaches SQL
-# as X'...' and needs no quoting)
-sql_hex() {
-  printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
 }
 
 # usage: sql_script APP_PASSWORD   (prints the whole session: database,
@@ -49,7 +43,7 @@ sql_script() {
   local file name
   # shellcheck disable=SC2016  # the backticks quote an SQL identifier
   printf 'CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4;\nUSE `%s`;\n' "$DB_NAME" "$DB_NAME"
-  printf "SET @app_password = CONVERT(X'%s' USING utf8mb4);\n" "$(sql_hex "$1")"
+  printf 'SET @app_password = %s;\n' "$(sql_string "$1")"
   printf "SET @app_user = '%s';\n" "$APP_DB_USER" # empty: 04's default
   for file in "$SQL_DIR"/*.sql; do
     name=${file##*/}
@@ -68,27 +62,76 @@ sql_check_files() {
   done
 }
 
-# usage: sql_apply   (one client session, root password through MYSQL_PWD so
-# it never shows in the process list)
+# usage: sql_login HOST PORT [client args...]   (root on HOST:PORT; the
+# password through MYSQL_PWD, so it never shows in the process list)
+sql_login() {
+  local host=$1 port=$2
+  shift 2
+  MYSQL_PWD=$ROOT_PASSWORD "${CLIENT[@]}" -h "$host" -P "$port" -u "$DB_ROOT_USER" --batch "$@"
+}
+
+# usage: sql_find_primary   (several hosts: sets TARGET to the one that
+# takes writes, the group's primary; false when none does)
+TARGET=()
+sql_find_primary() {
+  local entry host port
+  for entry in "${HOSTS[@]}"; do
+    host=${entry%:*} port=${entry##*:}
+    # read_only: a group's secondaries, and a member not (yet) in the group
+    if [[ $(sql_login "$host" "$port" --connect-timeout=2 --skip-column-names \
+      -e 'SELECT @@GLOBAL.read_only' 2>/dev/null) == 0 ]]; then
+      TARGET=("$host" "$port")
+      return 0
+    fi
+  done
+  return 1
+}
+
+# usage: sql_pick_target   (sets TARGET: the one host, or the writable one
+# of several; waits DB_WAIT_SECONDS for it)
+sql_pick_target() {
+  if ((${#HOSTS[@]} > 1)); then
+    log "looking for the writable member of $DB_HOST (up to $DB_WAIT_SECONDS s)"
+    wait_until "$DB_WAIT_SECONDS" "a writable member of $DB_HOST" sql_find_primary ||
+      sql_find_primary || die "no member of $DB_HOST takes writes as $DB_ROOT_USER"
+    return 0
+  fi
+  TARGET=("${HOSTS[0]%:*}" "${HOSTS[0]##*:}")
+  if ((DB_WAIT_SECONDS > 0)); then
+    log "waiting up to $DB_WAIT_SECONDS s for ${HOSTS[0]} to accept $DB_ROOT_USER"
+    wait_until "$DB_WAIT_SECONDS" "MySQL at ${HOSTS[0]}" sql_login "${TARGET[@]}" -e 'SELECT 1' ||
+      die "${HOSTS[0]} did not accept $DB_ROOT_USER within $DB_WAIT_SECONDS s"
+  fi
+}
+
+# usage: sql_apply   (one client session on the target)
 sql_apply() {
-  local root_password app_password client
-  root_password=$(sql_secret DB_ROOT_PASSWORD)
+  local app_password where
+  ROOT_PASSWORD=$(sql_secret DB_ROOT_PASSWORD)
   app_password=$(sql_secret APP_DB_PASSWORD)
   [[ -n $app_password ]] ||
     die "the app account needs a password: set APP_DB_PASSWORD or APP_DB_PASSWORD_FILE"
-  read -ra client <<<"$MYSQL_CLIENT"
-  if ((DB_WAIT_SECONDS > 0)); then
-    log "waiting up to $DB_WAIT_SECONDS s for $DB_HOST:$DB_PORT to accept $DB_ROOT_USER"
-    MYSQL_PWD=$root_password wait_until "$DB_WAIT_SECONDS" "MySQL at $DB_HOST:$DB_PORT" \
-      "${client[@]}" -h "$DB_HOST" -P "$DB_PORT" -u "$DB_ROOT_USER" --batch -e 'SELECT 1' ||
-      die "$DB_HOST:$DB_PORT did not accept $DB_ROOT_USER within $DB_WAIT_SECONDS s"
-  fi
-  log "applying $SQL_DIR to database $DB_NAME on $DB_HOST:$DB_PORT as $DB_ROOT_USER"
+  read -ra CLIENT <<<"$MYSQL_CLIENT"
+  sql_pick_target
+  where="${TARGET[0]}:${TARGET[1]}"
+  log "applying $SQL_DIR to database $DB_NAME on $where as $DB_ROOT_USER"
   sql_script "$app_password" |
-    MYSQL_PWD=$root_password "${client[@]}" -h "$DB_HOST" -P "$DB_PORT" -u "$DB_ROOT_USER" \
-      --batch --skip-column-names --unbuffered --default-character-set=utf8mb4 ||
-    die "applying sql/ to $DB_NAME on $DB_HOST:$DB_PORT failed (the file after the last 'applied' line is at fault)"
+    sql_login "${TARGET[@]}" --skip-column-names --unbuffered --default-character-set=utf8mb4 ||
+    die "applying sql/ to $DB_NAME on $where failed (the file after the last 'applied' line is at fault)"
   log "database $DB_NAME is up to date"
+}
+
+# usage: sql_hosts   (DB_HOST, host[:port],... with DB_PORT by default, into HOSTS as host:port)
+HOSTS=()
+sql_hosts() {
+  local entry entries
+  IFS=, read -ra entries <<<"$DB_HOST"
+  for entry in "${entries[@]}"; do
+    [[ $entry =~ ^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?$ ]] || die "DB_HOST: '$entry' is not host[:port]"
+    [[ $entry == *:* ]] || entry+=":$DB_PORT"
+    HOSTS+=("$entry")
+  done
+  ((${#HOSTS[@]} > 0)) || die "DB_HOST names no host"
 }
 
 main() {
@@ -107,6 +150,7 @@ main() {
   [[ $DB_NAME =~ ^[A-Za-z0-9_]{1,64}$ ]] ||
     die "DB_NAME must match ^[A-Za-z0-9_]{1,64}\$, got: $DB_NAME"
   [[ $DB_PORT =~ ^[0-9]{1,5}$ ]] || die "DB_PORT must be a port number, got: $DB_PORT"
+  sql_hosts
   sql_check_files
   sql_apply
 }

@@ -3,6 +3,8 @@
 # that exists already:
 #   secrets/mysql_root_password  MySQL's root password        } random, mode
 #   secrets/app_db_password      the app's EXECUTE-only account } 0600
+#   secrets/repl_password        a database group's replication }
+#                                account (docker-compose.group.yml)
 #   .env                         from .env.example, with APP_UID/APP_GID set
 #                                to yours, plus SECRETS_DIR=./secrets
 # The app container runs as APP_UID and reads its password file: run as root,
@@ -17,7 +19,7 @@ source "$HERE/lib.sh"
 REPO=$(dirname "$HERE")
 SECRETS=$REPO/secrets
 ENV_FILE=$REPO/.env
-NAMES=(mysql_root_password app_db_password)
+NAMES=(mysql_root_password app_db_password repl_password)
 
 # usage: new_secret FILE   (32 random hex digits, mode 0600, written whole or not at all)
 new_secret() {

@@ -190,6 +190,21 @@ raise_open_file_limit() {
   ulimit -n "$want" 2>/dev/null && ((want >= $2))
 }
 
+# usage: secret_file FILE   (prints FILE's contents without trailing line
+# breaks, as the app reads DB_PASSWORD_FILE)
+secret_file() {
+  local value
+  value=$(<"$1")
+  while [[ $value == *[$'\r\n'] ]]; do value=${value%?}; done
+  printf '%s' "$value"
+}
+
+# usage: sql_string TEXT   (TEXT as an SQL string literal written as its
+# bytes, X'...', so a password needs no quoting)
+sql_string() {
+  printf "CONVERT(X'%s' USING utf8mb4)" "$(printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n')"
+}
+
 # usage: require_root "why"
 require_root() {
   ((EUID == 0)) || die "must run as root: $1"

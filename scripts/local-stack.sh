@@ -9,9 +9,13 @@
 #        scripts/local-stack.sh down     stop everything, keep the data
 #        scripts/local-stack.sh purge    down, then delete the stack's data
 #        scripts/local-stack.sh status   one line per server (exit 3 if one is stopped)
-#        scripts/local-stack.sh mysql [client args...]   mysql client as root
+#        scripts/local-stack.sh mysql [--member I] [client args...]   mysql client as
+#                                        root, on the primary (or member I) of a group
 #        scripts/local-stack.sh dir      print the stack's directory
 # env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
+#   DB_MEMBERS (1: one MySQL server; 3: a Group Replication group whose member
+#   i listens on MYSQL_PORT + i - 1, the app given all of them; the root
+#   filesystem's mysqld only)
 #   DNS_PORT (5353)  APP_PORT (8000)  METRICS_PORT (9100)  APP_NET (127.0.0: instance i is APP_NET.(i+1))
 #   COOKIE_TTL_SECONDS (300: the lifetime of both stickiness cookies, nginx's and the app's)
 #   APP_BIN (target/release/webcluster, built by cargo)  MYSQL_IMAGE,
@@ -30,13 +34,17 @@ REPO=$(dirname "$HERE")
 source "$HERE/lib.sh"
 # shellcheck source=scripts/mysql-server.sh
 source "$HERE/mysql-server.sh"
+# shellcheck source=scripts/db-group.sh
+source "$HERE/db-group.sh"
 
 DB_NAME=webcluster
 # The app's account: passed to apply-sql.sh and to the app, and recorded.
 APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
-SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE COOKIE_TTL_SECONDS)
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE COOKIE_TTL_SECONDS DB_MEMBERS)
 APP_START_SECONDS=30
+# A new group elects its primary within about 20 s; a single server is up already.
+DB_GROUP_FORM_SECONDS=120
 # nginx re-resolves the app name every second (resolver valid=1s).
 DNS_SETTLE_SECONDS=1.5
 APP_NOFILE=65536
@@ -86,9 +94,11 @@ stack_settings() {
   MYSQL_IMAGE=${MYSQL_IMAGE:-$(_stack_saved MYSQL_IMAGE "")}
   NGINX_IMAGE=${NGINX_IMAGE:-$(_stack_saved NGINX_IMAGE "")}
   COOKIE_TTL_SECONDS=${COOKIE_TTL_SECONDS:-$(_stack_saved COOKIE_TTL_SECONDS 300)}
+  DB_MEMBERS=${DB_MEMBERS:-$(_stack_saved DB_MEMBERS 1)}
   _stack_validate
   _stack_forget_old_pids
   mysql_configure "$ROOTFS" "" "$MYSQL_IMAGE" "webcluster-$STACK_NAME-mysqld"
+  ((DB_MEMBERS == 1)) || group_configure "$STACK_DIR" "$MYSQL_PORT" "$DB_MEMBERS"
   NGINX_CONTAINER=
   if [[ -n $NGINX_IMAGE ]]; then
     NGINX_ROOT=
@@ -124,6 +134,7 @@ _stack_validate() {
   # Only loopback: instances bind APP_NET.2, APP_NET.3, ...
   _stack_is_loopback_net "$APP_NET" ||
     die "APP_NET must be the first three octets of a 127.0.0.0/8 address (e.g. 127.0.0), got: $APP_NET"
+  [[ $DB_MEMBERS =~ ^[1-9]$ ]] || die "DB_MEMBERS must be 1 (one server) or a group's size (3), got: $DB_MEMBERS"
 }
 
 _stack_is_port() {
@@ -141,17 +152,33 @@ _stack_count() {
   die "$1: the number of instances must be 1-253, got: '$2'"
 }
 
-# usage: stack_db_up   (init on first use, start, wait, apply sql/ every time)
+# usage: stack_db_host   (the app's DB_HOST, with DB_PORT=MYSQL_PORT: the
+# server, or every member as host:port)
+stack_db_host() {
+  if ((DB_MEMBERS == 1)); then
+    printf '127.0.0.1\n'
+  else
+    group_members
+  fi
+}
+
+# usage: stack_db_up   (init on first use, start, wait, apply sql/ every time;
+# to a group's primary, once the group has formed)
 stack_db_up() {
   local password_file=$STACK_DIR/app-db-password
-  mysql_start "$STACK_DIR" "$MYSQL_PORT"
+  if ((DB_MEMBERS == 1)); then
+    mysql_start "$STACK_DIR" "$MYSQL_PORT"
+  else
+    group_up
+  fi
   if [[ ! -s $password_file ]]; then
     # Generated once and kept: the app instances read it on every start.
     (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$password_file.tmp")
     mv "$password_file.tmp" "$password_file"
   fi
   env -u DB_ROOT_PASSWORD_FILE -u APP_DB_PASSWORD \
-    DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_ROOT_USER=root \
+    DB_HOST="$(stack_db_host)" DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_ROOT_USER=root \
+    DB_WAIT_SECONDS="$((DB_MEMBERS == 1 ? 0 : DB_GROUP_FORM_SECONDS))" \
     DB_ROOT_PASSWORD='' APP_DB_PASSWORD_FILE="$password_file" APP_DB_USER="$APP_USER" \
     MYSQL_CLIENT="$(mysql_client_command)" "$HERE/apply-sql.sh" >&2
 }
@@ -196,7 +223,7 @@ stack_app_start() {
     exec env -u DB_PASSWORD LISTEN_ADDR="$ip:$APP_PORT" INTERNAL_IP="$ip" \
       METRICS_ADDR="$ip:$METRICS_PORT" COOKIE_TTL_SECONDS="$COOKIE_TTL_SECONDS" \
       TRUSTED_PROXIES="${TRUSTED_PROXIES:-$(stack_nginx_ip)}" \
-      DB_HOST=127.0.0.1 DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
+      DB_HOST="$(stack_db_host)" DB_PORT="$MYSQL_PORT" DB_NAME="$DB_NAME" DB_USER="$APP_USER" \
       DB_PASSWORD_FILE="$STACK_DIR/app-db-password" LOG_DIR="$LOG_DIR/app" \
       setsid "$bin" </dev/null >>"$log" 2>&1
   ) &
@@ -376,6 +403,9 @@ stack_up() {
   cp /proc/sys/kernel/random/boot_id "$RUN_DIR/boot-id"
   bin=$(stack_app_bin --build)
   stack_db_up
+  # Recorded now: status, mysql and down find the database even if an
+  # instance fails to start.
+  stack_write_env "$n"
   stack_apps_converge "$n" "$bin"
   stack_nginx_up
   log "stack '$STACK_NAME' is up with $n instances"
@@ -384,6 +414,8 @@ URL:      http://127.0.0.1:$HTTP_PORT/
 database: scripts/local-stack.sh mysql   (or mysql -h127.0.0.1 -P$MYSQL_PORT -uroot $DB_NAME)
 status:   scripts/local-stack.sh status  (settings in $STACK_DIR/stack.env)
 EOT
+  ((DB_MEMBERS == 1)) ||
+    printf 'members:  %s (scripts/local-stack.sh mysql --member I)\n' "$(group_members)"
 }
 
 # usage: stack_scale N
@@ -410,7 +442,11 @@ stack_down() {
   mapfile -t instances < <(stack_app_numbers)
   ((${#instances[@]} == 0)) || stack_apps_stop "${instances[@]}"
   stop_pidfile "$RUN_DIR/dnsmasq.pid" 10
-  mysql_stop "$STACK_DIR"
+  if ((DB_MEMBERS == 1)); then
+    mysql_stop "$STACK_DIR"
+  else
+    group_down
+  fi
   log "stack '$STACK_NAME' is down (data kept in $STACK_DIR)"
 }
 
@@ -429,7 +465,11 @@ stack_status() {
   local n i status=0
   [[ -f $STACK_DIR/stack.env ]] || { log "stack '$STACK_NAME' does not exist ($STACK_DIR)"; return 3; }
   n=$(_stack_saved INSTANCES 0)
-  _stack_status_line mysqld "$RUN_DIR/mysqld.pid" "127.0.0.1:$MYSQL_PORT" || status=3
+  if ((DB_MEMBERS == 1)); then
+    _stack_status_line mysqld "$RUN_DIR/mysqld.pid" "127.0.0.1:$MYSQL_PORT" || status=3
+  else
+    _stack_status_members || status=3
+  fi
   _stack_status_line dnsmasq "$RUN_DIR/dnsmasq.pid" "127.0.0.1:$DNS_PORT app -> $(_stack_dns_names)" || status=3
   _stack_status_line nginx "$RUN_DIR/nginx.pid" "http://127.0.0.1:$HTTP_PORT/" || status=3
   for i in $( (seq 1 "$n"; stack_app_numbers) | sort -nu); do
@@ -448,16 +488,46 @@ _stack_status_line() {
   fi
 }
 
+# usage: _stack_status_members   (per member: mysqld-I, its address and
+# role, then its agent)
+_stack_status_members() {
+  local i dir status=0
+  for ((i = 1; i <= DB_MEMBERS; i++)); do
+    dir=$(group_member_dir "$i")
+    _stack_status_line "mysqld-$i" "$dir/run/mysqld.pid" \
+      "127.0.0.1:$(group_member_port "$i") $(group_member_role "$i")" || status=3
+    _stack_status_line "agent-$i" "$dir/run/agent.pid" "log: $dir/log/agent.log" || status=3
+  done
+  return "$status"
+}
+
 _stack_dns_names() {
   [[ -f $STACK_DIR/dnsmasq.hosts ]] || return 0
   awk '{ printf "%s ", $1 }' "$STACK_DIR/dnsmasq.hosts"
 }
 
-# usage: stack_mysql [client args...]   (root on the app database)
+# usage: stack_mysql [--member I] [client args...]   (root on the app
+# database: the server, a group's primary, or its member I)
 stack_mysql() {
-  mysql_running "$STACK_DIR" ||
-    die "mysqld of stack '$STACK_NAME' is not running: scripts/local-stack.sh up"
-  mysql_client "$MYSQL_PORT" -uroot -D "$DB_NAME" "$@"
+  local member port=$MYSQL_PORT
+  if [[ ${1:-} == --member ]]; then
+    member=${2:-}
+    ((DB_MEMBERS > 1)) || die "--member: stack '$STACK_NAME' has one server (DB_MEMBERS=1)"
+    [[ $member =~ ^[1-9]$ ]] || member=0
+    ((member >= 1 && member <= DB_MEMBERS)) || die "--member takes 1-$DB_MEMBERS, got: '${2:-}'"
+    shift 2
+  elif ((DB_MEMBERS > 1)); then
+    member=$(group_primary) || die "no member of stack '$STACK_NAME' takes writes now (status shows each)"
+  fi
+  if [[ -n ${member:-} ]]; then
+    port=$(group_member_port "$member")
+    mysql_running "$(group_member_dir "$member")" ||
+      die "member $member of stack '$STACK_NAME' is not running: scripts/local-stack.sh up"
+  else
+    mysql_running "$STACK_DIR" ||
+      die "mysqld of stack '$STACK_NAME' is not running: scripts/local-stack.sh up"
+  fi
+  mysql_client "$port" -uroot -D "$DB_NAME" "$@"
 }
 
 # usage: stack_dir
@@ -470,7 +540,7 @@ main() {
   shift || true
   case $command in
     up | scale | down | purge | status | mysql | dir) ;;
-    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [args...] | dir" ;;
+    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [--member I] [args...] | dir" ;;
   esac
   stack_settings
   "stack_$command" "$@"

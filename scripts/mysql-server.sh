@@ -182,29 +182,38 @@ _mysql_spawn() {
   printf '%s\n' "${pid:-0}" >"$pidfile"
 }
 
-# usage: _mysql_server_args DIR PORT   (prints one flag per line; the only
-# place the server's flags are set)
+# usage: _mysql_server_args DIR PORT [more flags...]   (prints one flag per
+# line; the only place the server's flags are set)
 _mysql_server_args() {
-  local in
+  local in port=$2
   in=$(rootfs_path "$_MYSQL_ROOT" "$1")
+  shift 2
   printf '%s\n' --no-defaults --user=root \
-    "--datadir=$in/mysql" "--port=$2" --bind-address=127.0.0.1 \
+    "--datadir=$in/mysql" "--port=$port" --bind-address=127.0.0.1 \
     "--socket=$in/run/mysqld.sock" "--pid-file=$in/run/mysqld.pid" \
     "--log-error=$in/log/mysqld.log" "--secure-file-priv=$in/mysql-files"
   # X Protocol would open a second port (33060) that nothing uses.
   [[ $_MYSQL_FLAVOR == mariadb ]] || printf '%s\n' --mysqlx=OFF
+  (($# == 0)) || printf '%s\n' "$@"
 }
 
-# usage: mysql_start DIR PORT   (starts the server unless it runs, then waits
-# until it answers on 127.0.0.1:PORT)
+# usage: mysql_start DIR PORT [more server flags...]   (starts the server
+# unless it runs, then waits until it answers on 127.0.0.1:PORT)
 mysql_start() {
+  mysql_spawn "$@"
+  mysql_wait "$1" "$2"
+}
+
+# usage: mysql_spawn DIR PORT [more server flags...]   (as mysql_start,
+# without waiting for the server to answer: servers start in parallel)
+mysql_spawn() {
   local dir=$1 port=$2 pidfile=$1/run/mysqld.pid log args
   log=$(mysql_log "$dir")
   if pid_alive "$pidfile"; then
     # Starting, or shutting down after a SIGTERM: wait to see which.
     wait_until "$MYSQL_STOP_SECONDS" "$_MYSQL_FLAVOR on port $port to answer or exit" \
       answers_or_exited "$dir/run/mysqld.pid" _mysql_answers "$port" || true
-    pid_alive "$pidfile" && { mysql_wait "$dir" "$port"; return 0; }
+    pid_alive "$pidfile" && return 0
   fi
   port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
   # A server killed with SIGKILL stays a zombie until its parent reaps it
@@ -212,12 +221,11 @@ mysql_start() {
   # a live server and refuses to start. That server is gone: so is its lock.
   rm -f "$dir/run/mysqld.sock" "$dir/run/mysqld.sock.lock"
   mysql_init "$dir"
-  mapfile -t args < <(_mysql_server_args "$dir" "$port")
+  mapfile -t args < <(_mysql_server_args "$@")
   log "starting $_MYSQL_FLAVOR${_MYSQL_IMAGE:+ from $_MYSQL_IMAGE} on 127.0.0.1:$port (log: $log)"
   # The server rewrites the pid file with the same pid once it is up; writing
   # it now lets a failed start be noticed (and stopped) before that.
   _mysql_spawn "$dir" "${args[@]}"
-  mysql_wait "$dir" "$port"
 }
 
 # usage: mysql_wait DIR PORT   (waits until the server answers a query over TCP)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need on a fresh Debian machine,
 # then runs lints (with actionlint), the workflow rules, unit tests, SQL tests
-# (MySQL 9.7 and MariaDB), the end-to-end tests through nginx on the local
-# stack (then some of them with the servers in containers, as CI runs them),
-# and the Docker Compose and Swarm end-to-end tests on this machine's engine.
+# (MySQL 9.7 and MariaDB), the database group's mechanics, the end-to-end
+# tests through nginx on the local stack (then some of them with the servers
+# in containers, as CI runs them), and the Docker Compose and Swarm
+# end-to-end tests on this machine's engine.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
 ME=tests
@@ -112,6 +113,8 @@ main() {
     --target-dir target/vendor --lib --tests
   log "SQL tests on MySQL 9.7 and MariaDB"
   bash tests/sql.sh
+  log "the database group on real mysqld: forming, failover, a frozen primary, quorum loss (tests/db-group.sh)"
+  bash tests/db-group.sh
   log "end-to-end tests through nginx on the local stack"
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1

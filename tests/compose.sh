@@ -259,7 +259,7 @@ write_env() {
 # usage: secrets_kept BEFORE
 secrets_kept() {
   local file
-  for file in "$WORK"/secrets/mysql_root_password "$WORK"/secrets/app_db_password; do
+  for file in "$WORK"/secrets/mysql_root_password "$WORK"/secrets/app_db_password "$WORK"/secrets/repl_password; do
     tap_expect_equal "mode of $file" 600 "$(stat -c %a "$file")" || return 1
   done
   tap_expect_equal "secrets after a second run" "$1" "$(cat "$WORK"/secrets/*)" &&

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The Kubernetes manifests (deploy/kubernetes/), checked without a cluster.
+"""The Kubernetes manifests (deploy/kubernetes/, and deploy/kubernetes-group/,
+its overlay with a 3-member database group), checked without a cluster.
 
 1. `kubectl kustomize` renders them (offline), and every resource passes the
    Kubernetes JSON schemas of a pinned version (kubernetes-validate, strict).
@@ -10,7 +11,9 @@
    `nginx -t` and naming that Service, one cookie lifetime for nginx and the
    app, pinned images, limits and a non-root, read-only, capability-less
    security context for every container, a grace period longer than the
-   drain, no password anywhere but a Secret.
+   drain, no password anywhere but a Secret; for the group, three members
+   that name each other and run db-member.sh, and the app and schema Job
+   given all three.
 3. Each rule is shown to catch a broken copy of the manifests (mutations).
 
 usage: tests/kubernetes.py   (as root: nginx -t runs in the root filesystem;
@@ -27,8 +30,10 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K8S = os.path.join(REPO, "deploy", "kubernetes")
+K8S_GROUP = os.path.join(REPO, "deploy", "kubernetes-group")
 KUBERNETES_VERSION = "1.33.0"
-SECRET_KEYS = {"mysql_root_password", "app_db_password"}
+SECRET_KEYS = {"mysql_root_password", "app_db_password", "repl_password"}
+MEMBER_SCRIPT = "/opt/webcluster/scripts/db-member.sh"
 
 results = []
 
@@ -46,10 +51,10 @@ def report(ok, name, detail=""):
 KUBECTL = os.path.join(os.path.dirname(sys.executable), "kubectl")
 
 
-def render():
+def render(directory):
     if not os.access(KUBECTL, os.X_OK):
         sys.exit(f"{KUBECTL} is missing: run scripts/lint.sh install-tools")
-    out = subprocess.run([KUBECTL, "kustomize", K8S], capture_output=True, text=True)
+    out = subprocess.run([KUBECTL, "kustomize", directory], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"kubectl kustomize failed: {out.stderr}")
     return out.stdout, [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -285,6 +290,91 @@ def one_cookie_lifetime(docs):
     return []
 
 
+# --- the database group (deploy/kubernetes-group/) ----------------------------------------
+
+
+def db_container(docs):
+    return find(docs, "StatefulSet", "db")["spec"]["template"]["spec"]["containers"][0]
+
+
+def member_hosts(docs):
+    """db-0.db, db-1.db, ...: every pod of the StatefulSet by its headless Service."""
+    db = find(docs, "StatefulSet", "db")
+    return [f"{db['metadata']['name']}-{i}.{db['spec']['serviceName']}" for i in range(db["spec"].get("replicas", 1))]
+
+
+def hosts_of(value):
+    return [entry.split(":")[0] for entry in (value or "").split(",")]
+
+
+def members_run_the_agent(docs):
+    db = find(docs, "StatefulSet", "db")
+    if not db:
+        return ["no StatefulSet db"]
+    problems = []
+    if db["spec"].get("replicas") != 3:
+        problems.append(f"the StatefulSet has {db['spec'].get('replicas')} replicas, not 3")
+    c = db_container(docs)
+    if MEMBER_SCRIPT not in (c.get("command") or []):
+        problems.append(f"the member's command {c.get('command')} does not run {MEMBER_SCRIPT}")
+    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    shipped = set()
+    for v in db["spec"]["template"]["spec"].get("volumes", []):
+        name = (v.get("configMap") or {}).get("name")
+        if name in maps and mounts.get(v["name"]) == os.path.dirname(MEMBER_SCRIPT):
+            shipped |= set(maps[name].get("data", {}))
+    if not {"db-member.sh", "lib.sh"} <= shipped:
+        problems.append(f"{os.path.dirname(MEMBER_SCRIPT)} holds {sorted(shipped)}, not db-member.sh and lib.sh")
+    return problems
+
+
+def members_name_each_other(docs):
+    db, svc = find(docs, "StatefulSet", "db"), find(docs, "Service", "db")
+    if not db or not svc:
+        return ["no StatefulSet db or Service db"]
+    problems = []
+    listed = hosts_of(env_value(db_container(docs), "GROUP_MEMBERS"))
+    if listed != member_hosts(docs):
+        problems.append(f"GROUP_MEMBERS names {listed}; the pods are {member_hosts(docs)}")
+    if svc["spec"].get("clusterIP") != "None" or not svc["spec"].get("publishNotReadyAddresses"):
+        problems.append("Service db must be headless and publish not-ready pods, so members find each other while forming")
+    return problems
+
+
+def clients_given_every_member(docs):
+    app, job = find(docs, "Deployment", "app"), find(docs, "Job", "schema")
+    wanted = member_hosts(docs)
+    problems = []
+    for name, c in (("the app", app_container(app)), ("the schema Job", app_container(job))):
+        hosts = hosts_of(env_value(c, "DB_HOST"))
+        if sorted(hosts) != sorted(wanted):
+            problems.append(f"{name}'s DB_HOST names {hosts}; the members are {wanted}")
+    return problems
+
+
+def replication_password_a_file(docs):
+    db = find(docs, "StatefulSet", "db")
+    path = env_value(db_container(docs), "REPL_PASSWORD_FILE") or ""
+    mounts = {m["mountPath"]: m["name"] for m in db_container(docs).get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in db["spec"]["template"]["spec"].get("volumes", [])}
+    secret = (volumes.get(mounts.get(os.path.dirname(path)), {}).get("secret")) or {}
+    keys = {i["path"]: i["key"] for i in secret.get("items", [])}
+    if keys.get(os.path.basename(path)) != "repl_password":
+        return [f"REPL_PASSWORD_FILE {path!r} is not the Secret's repl_password"]
+    return []
+
+
+def one_member_down_at_a_time(docs):
+    pdb, db = find(docs, "PodDisruptionBudget", "db"), find(docs, "StatefulSet", "db")
+    if not pdb or not db:
+        return ["no PodDisruptionBudget db"]
+    labels = db["spec"]["template"]["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):
+        return ["the PodDisruptionBudget does not select the members"]
+    return [] if pdb["spec"].get("maxUnavailable") == 1 else ["a drain could take the majority"]
+
+
 def load_balancer_in_front(docs):
     svc = find(docs, "Service", "nginx")
     return [] if svc and svc["spec"].get("type") == "LoadBalancer" else ["no LoadBalancer Service for nginx"]
@@ -305,6 +395,14 @@ RULES = [
     ("the schema Job creates the account the app logs in as", one_app_account),
     ("a LoadBalancer Service fronts nginx", load_balancer_in_front),
     ("nginx and the app read the cookie lifetime from one ConfigMap key", one_cookie_lifetime),
+]
+
+GROUP_RULES = [
+    ("three members, each running db-member.sh from a mounted ConfigMap", members_run_the_agent),
+    ("each member names every pod, found before it is ready", members_name_each_other),
+    ("the app and the schema Job are given every member", clients_given_every_member),
+    ("the replication password is a file from the Secret", replication_password_a_file),
+    ("a drain takes one member at a time", one_member_down_at_a_time),
 ]
 
 
@@ -353,6 +451,22 @@ MUTATIONS = [
          value="600", valueFrom=None)),
     ("a drain longer than the grace period", grace_outlasts_drain, "Deployment", "app",
      lambda d: next(e for e in app_container(d)["env"] if e["name"] == "SHUTDOWN_TIMEOUT_MS").update(value="60000")),
+]
+
+
+GROUP_MUTATIONS = [
+    ("two replicas for three named members", members_name_each_other, "StatefulSet", "db",
+     lambda d: d["spec"].update(replicas=2)),
+    ("a member that does not run the agent", members_run_the_agent, "StatefulSet", "db",
+     lambda d: app_container(d).pop("command")),
+    ("a Service that hides starting members", members_name_each_other, "Service", "db",
+     lambda d: d["spec"].pop("publishNotReadyAddresses")),
+    ("an app given one member", clients_given_every_member, "Deployment", "app",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "DB_HOST").update(value="db")),
+    ("a replication password from elsewhere", replication_password_a_file, "StatefulSet", "db",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "REPL_PASSWORD_FILE").update(value="/tmp/x")),
+    ("a budget of two members", one_member_down_at_a_time, "PodDisruptionBudget", "db",
+     lambda d: d["spec"].update(maxUnavailable=2)),
 ]
 
 
@@ -418,11 +532,23 @@ def copies_fresh():
     return out.returncode == 0, out.stderr
 
 
-def main():
-    rendered, docs = render()
+def check(label, directory, rules, mutations):
+    rendered, docs = render(directory)
     ok, passed, out = schemas_pass(rendered)
     report(ok and passed == len(docs),
-           f"all {len(docs)} resources pass Kubernetes {KUBERNETES_VERSION}'s schemas (strict)", out)
+           f"{label}: all {len(docs)} resources pass Kubernetes {KUBERNETES_VERSION}'s schemas (strict)", out)
+    for name, rule in rules:
+        problems = rule(docs)
+        report(not problems, f"{label}: {name}", "\n".join(problems))
+    for name, rule, kind, target, change in mutations:
+        caught = rule(mutate(docs, kind, target, change))
+        report(bool(caught), f"{label}: the rule notices {name}")
+    return docs
+
+
+def main():
+    docs = check("deploy/kubernetes", K8S, RULES, MUTATIONS)
+    check("deploy/kubernetes-group", K8S_GROUP, RULES + GROUP_RULES, GROUP_MUTATIONS)
     ok, out = copies_fresh()
     report(ok, "deploy/kubernetes/ copies match nginx.conf, scripts/ and sql/", out)
     conf = nginx_conf(docs)
@@ -430,12 +556,6 @@ def main():
     report(ok, "the ConfigMap's nginx.conf passes nginx -t", out)
     ok, _ = nginx_accepts(conf.replace("proxy_pass http://app;", "proxy_pass http://app", 1))
     report(not ok, "the nginx -t check notices a broken configuration")
-    for name, rule in RULES:
-        problems = rule(docs)
-        report(not problems, name, "\n".join(problems))
-    for name, rule, kind, target, change in MUTATIONS:
-        caught = rule(mutate(docs, kind, target, change))
-        report(bool(caught), f"the rule notices {name}")
     print(f"# kubernetes: {sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 

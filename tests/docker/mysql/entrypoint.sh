@@ -5,7 +5,10 @@
 #   MYSQL_ROOT_PASSWORD, or the file MYSQL_ROOT_PASSWORD_FILE names (one is
 #   required then), for 'root'@'localhost' and 'root'@MYSQL_ROOT_HOST (default
 #   '%'; none more when it is localhost), during which the server listens on
-#   a socket only;
+#   a socket only; before that, load the time zone tables (unless
+#   MYSQL_INITDB_SKIP_TZINFO is set) with the binary log on, as the official
+#   image does, so a server started with --gtid-mode=ON comes out of its
+#   first run holding transactions of its own;
 # - create and hand to mysql the directories of --*-file and --log-error options;
 # - run mysqld as the mysql user; run any other command as given.
 set -Eeuo pipefail
@@ -45,6 +48,12 @@ init_database() {
     mysqladmin --socket="$socket" -uroot ping >/dev/null 2>&1 && break
     sleep 0.2
   done
+  if [[ -z ${MYSQL_INITDB_SKIP_TZINFO:-} ]]; then
+    # The sed is the official image's (a zoneinfo file mysql_tzinfo_to_sql mis-reads).
+    mysql_tzinfo_to_sql /usr/share/zoneinfo 2>/dev/null |
+      sed 's/Local time zone must be set--see zic manual page/FCTY/' |
+      mysql --protocol=socket --socket="$socket" -uroot --database=mysql
+  fi
   password=$(sql_quote "$MYSQL_ROOT_PASSWORD")
   if [[ $root_host != localhost ]]; then
     root_host=$(sql_quote "$root_host")
