@@ -325,6 +325,12 @@ scale() {
     fatal "scale_containers.sh --swarm $1 failed (see $WORK/scale.log)"
 }
 
+# usage: listed_ips   (the addresses in the last task list scale_containers.sh printed)
+listed_ips() {
+  awk -v task="^${STACK}_app[.]" '/^TASK / { n = 0 } $1 ~ task { ips[n++] = $2 }
+    END { for (i = 0; i < n; i++) print ips[i] }' "$WORK/scale.log" | sort -V
+}
+
 step_scale() {
   local answers
   scale 2
@@ -332,6 +338,8 @@ step_scale() {
   load_start
   scale 5
   tap_check "scale_containers.sh --swarm 5 runs 5 app tasks" tap_expect_equal "app tasks" 5 "$(task_ips app | wc -l)"
+  tap_check "and lists each with its internal (backend) address" \
+    tap_expect_equal "listed addresses" "$(task_ips app | tr '\n' ' ')" "$(listed_ips | tr '\n' ' ')"
   load_mark
   wait_until 60 "answers after scaling up" load_answered 5 || true
   scale 2
