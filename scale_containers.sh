@@ -157,7 +157,8 @@ swarm_list() {
   local id
   printf '%-32s %-16s %s\n' TASK "INTERNAL IP" NODE
   for id in $(swarm_tasks app); do
-    docker inspect -f '{{.ID}} {{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}' "$id" |
+    # The backend address: the one the app answers with (its route to the database).
+    docker inspect -f "{{.ID}} {{range .NetworksAttachments}}{{if eq .Network.Spec.Name \"$(swarm_service backend)\"}}{{range .Addresses}}{{.}} {{end}}{{end}}{{end}}" "$id" |
       while read -r task address _; do
         printf '%-32s %-16s %s\n' "$(swarm_service app).${task:0:12}" "${address%/*}" \
           "$(docker node inspect -f '{{.Description.Hostname}}' "$(docker inspect -f '{{.NodeID}}' "$id")")"

@@ -28,6 +28,12 @@ PROJECT=wcbe2e
 HTTP_PORT=${COMPOSE_HTTP_PORT:-18088}
 URL=http://127.0.0.1:$HTTP_PORT
 APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
+# The proxy network's settings (.env.example): not the defaults, so a stack
+# a user runs on this machine cannot clash with the test's, and so the test
+# shows that each setting takes effect.
+PROXY_SUBNET=10.253.88.0/24
+PROXY_IP_RANGE=10.253.88.128/25
+NGINX_PROXY_IP=10.253.88.2
 HEALTH_SECONDS=240
 IMAGES=    # standins or official (COMPOSE_IMAGES)
 WORK=      # the user's checkout: a copy of the repository's files
@@ -113,12 +119,19 @@ all_healthy() {
   [[ -n $id ]] && [[ $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$id") == "exited 0" ]]
 }
 
-# usage: app_ips   (internal IPs of the running app containers, sorted)
+# usage: app_ips   (internal IPs of the running app containers, sorted: their
+# backend addresses, routed to the database)
 app_ips() {
   local id
   for id in $(service_ids app); do
-    docker inspect -f '{{if .State.Running}}{{range .NetworkSettings.Networks}}{{.IPAddress}}{{"\n"}}{{end}}{{end}}' "$id"
+    docker inspect -f "{{if .State.Running}}{{with index .NetworkSettings.Networks \"${PROJECT}_backend\"}}{{.IPAddress}}{{end}}{{end}}" "$id"
   done | sed '/^$/d' | sort -V
+}
+
+# usage: on_backend COMMAND [ARGS...]   (runs in a throwaway container on the
+# backend network, as the database or any other container there would)
+on_backend() {
+  docker run --rm --network "${PROJECT}_backend" --entrypoint "$1" "$NGINX_IMAGE" "${@:2}"
 }
 
 # usage: db_sql SQL   (as root, inside the db container, with its mysql client)
@@ -250,6 +263,9 @@ write_env() {
     -e "s|^RUST_IMAGE=.*|RUST_IMAGE=$RUST_IMAGE|" \
     -e "s|^RUNTIME_IMAGE=.*|RUNTIME_IMAGE=$RUNTIME_IMAGE|" \
     -e "s|^APP_IMAGE=.*|APP_IMAGE=$PROJECT-app:test|" \
+    -e "s|^PROXY_SUBNET=.*|PROXY_SUBNET=$PROXY_SUBNET|" \
+    -e "s|^PROXY_IP_RANGE=.*|PROXY_IP_RANGE=$PROXY_IP_RANGE|" \
+    -e "s|^NGINX_PROXY_IP=.*|NGINX_PROXY_IP=$NGINX_PROXY_IP|" \
     "$WORK/.env"
   # The app reads its password as APP_UID (init-secrets.sh does this for the
   # APP_UID it found in .env; the test's own comes after).
@@ -405,10 +421,10 @@ logs_capped() {
   return "$status"
 }
 
-# usage: scrape IP   (the app container's /metrics, fetched from the nginx
-# container on the backend network: the only way to reach it)
+# usage: scrape IP   (the app container's /metrics, fetched from the backend
+# network, where docs/operations.md puts a scraper)
 scrape() {
-  compose exec -T nginx curl -fsS -m 10 "http://$1:9100/metrics"
+  on_backend curl -fsS -m 10 "http://$1:9100/metrics"
 }
 
 step_metrics() {
@@ -423,6 +439,68 @@ step_metrics() {
   tap_check "the exposition parses (prometheus_client)" python3 "$REPO/tests/metrics_format.py" <<<"$text"
   status=$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")
   tap_check "through nginx, /metrics is 404" tap_expect_equal "status" 404 "$status"
+}
+
+# What the app believes: X-Request-ID and X-Real-IP from nginx, at its fixed
+# address on the proxy network; from any other container they are a client's.
+step_trust() {
+  local marker id status body
+  tap_check "nginx is on the edge and proxy networks only, at NGINX_PROXY_IP there" \
+    tap_expect_equal "nginx's networks" "${PROJECT}_edge= ${PROJECT}_proxy=$NGINX_PROXY_IP " \
+    "$(docker inspect -f '{{range $name, $net := .NetworkSettings.Networks}}{{$name}}={{$net.IPAMConfig.IPv4Address}} {{end}}' \
+      "$(service_ids nginx | head -1)")"
+  marker=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  read -r status body < <(get "/?trust=$marker")
+  printf '%s %s\n' "$status" "$body" >>"$WORK/hits/main"
+  id=$(wait_for_nginx_id "$marker") || true
+  tap_check "a hit through nginx is logged under nginx's request id ($id)" \
+    tap_expect_equal "access_log rows with nginx's id" 1 \
+    "$(db_sql "SELECT COUNT(*) FROM access_log WHERE request_id = '${id:-none}'")"
+  tap_check "a container on the backend network replaying that id straight to an app container is counted, under a fresh id" \
+    replay_is_counted "$id"
+}
+
+# usage: nginx_request_id MARKER   (the id nginx logged for GET /?trust=MARKER)
+nginx_request_id() {
+  compose logs --no-color nginx 2>/dev/null | grep -F "\"GET /?trust=$1 HTTP/1.1\" 200 " |
+    sed -n 's/.* id=\([0-9a-f]\{32\}\).*/\1/p' | grep .
+}
+
+# usage: wait_for_nginx_id MARKER   (nginx flushes its access log within a second)
+wait_for_nginx_id() {
+  wait_until 20 "nginx's log line for $1" nginx_request_id "$1" || {
+    tap_diag "no access-log line of nginx's for GET /?trust=$1"
+    return 1
+  }
+  nginx_request_id "$1"
+}
+
+# usage: replay_is_counted ID   (GET / sent to an app container's backend
+# address, with ID as X-Request-ID and a made-up X-Real-IP: a new row, with
+# another id and the sender's own address)
+replay_is_counted() {
+  local id=$1 app before answer peer status body row_id row_client
+  [[ -n $id ]] || return 1
+  app=$(app_ips | head -1)
+  before=$(showcount) || return 1
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  answer=$(on_backend sh -c 'hostname -i; curl -s -m 20 -o /tmp/body -w "%{http_code} " \
+    -H "X-Request-ID: $1" -H "X-Real-IP: 203.0.113.9" "http://$2:8000/" && cat /tmp/body' sh "$id" "$app") || {
+    tap_diag "the request from the backend network failed: $answer"
+    return 1
+  }
+  read -r peer status body <<<"$(tr '\n' ' ' <<<"$answer")"
+  printf '%s %s\n' "$status" "$body" >>"$WORK/hits/direct"
+  read -r row_id row_client < <(db_sql "SELECT request_id, client_ip FROM access_log ORDER BY id DESC LIMIT 1")
+  tap_expect_equal "the answer" "200 $app" "$status $body" || return 1
+  tap_expect_equal "the counter" $((before + 1)) "$(showcount)" || return 1
+  tap_expect_equal "rows with the replayed id" 1 \
+    "$(db_sql "SELECT COUNT(*) FROM access_log WHERE request_id = '$id'")" || return 1
+  tap_expect_equal "the new row's client (the sender, not its X-Real-IP)" "$peer" "$row_client" || return 1
+  [[ $row_id =~ ^[0-9a-f]{32}$ && $row_id != "$id" ]] || {
+    tap_diag "the new row's request id: $row_id"
+    return 1
+  }
 }
 
 # usage: sticky_run JAR N   (N GETs with the jar; prints the distinct IPs)
@@ -686,6 +764,7 @@ main() {
   if [[ ${COMPOSE_STEPS:-all} == all ]]; then
     step_hardening
     step_metrics
+    step_trust
     step_sticky
     step_scale_up
     step_scale_down

@@ -11,9 +11,13 @@ its overlay with a 3-member database group), checked without a cluster.
    `nginx -t` and naming that Service, one cookie lifetime for nginx and the
    app, pinned images, limits and a non-root, read-only, capability-less
    security context for every container, a grace period longer than the
-   drain, no password anywhere but a Secret; for the group, three members
-   that name each other and run db-member.sh, and the app and schema Job
-   given all three.
+   drain, no password anywhere but a Secret; the NetworkPolicies, read as a
+   network plugin enforces them, letting through exactly the flows the
+   design names (nginx from anywhere, the app's port from nginx alone, its
+   metrics from the monitoring namespace alone, MySQL from the app, the
+   schema Job and its group peers, DNS for all) and nothing else; and for
+   the group, three members that name each other and run db-member.sh, and
+   the app and schema Job given all three.
 3. Each rule is shown to catch a broken copy of the manifests (mutations).
 
 usage: tests/kubernetes.py   (as root: nginx -t runs in the root filesystem;
@@ -21,6 +25,8 @@ usage: tests/kubernetes.py   (as root: nginx -t runs in the root filesystem;
 """
 
 import copy
+import functools
+import ipaddress
 import os
 import subprocess
 import sys
@@ -80,9 +86,14 @@ def containers(docs):
 def webcluster(*args, env=None):
     """The app binary's answer (built by cargo if needed), given only `env`
     besides what cargo itself needs."""
+    return _webcluster(args, tuple(sorted((env or {}).items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _webcluster(args, env):
     base = {name: os.environ[name] for name in ("PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME") if name in os.environ}
     out = subprocess.run(["cargo", "run", "--quiet", "--release", "--bin", "webcluster", "--", *args],
-                         cwd=REPO, capture_output=True, text=True, env={**base, **(env or {})})
+                         cwd=REPO, capture_output=True, text=True, env={**base, **dict(env)})
     if out.returncode != 0:
         sys.exit(f"webcluster {' '.join(args)} failed: {out.stderr}")
     return out.stdout
@@ -101,11 +112,16 @@ def container_env(docs, container):
     return env
 
 
+def app_config(docs):
+    """`webcluster config` for the app pod's environment, as a dict."""
+    app = find(docs, "Deployment", "app")
+    return dict(line.split("=", 1) for line in webcluster("config", env=container_env(docs, app_container(app))).splitlines())
+
+
 def app_settings(docs):
     """The app's routes, port and drain time, as the binary gives them for the pod's environment."""
-    app = find(docs, "Deployment", "app")
     routes = set(webcluster("routes").split())
-    settings = dict(line.split("=", 1) for line in webcluster("config", env=container_env(docs, app_container(app))).splitlines())
+    settings = app_config(docs)
     return routes, int(settings["LISTEN_ADDR"].rsplit(":", 1)[1]), int(settings["SHUTDOWN_TIMEOUT_MS"])
 
 
@@ -380,6 +396,248 @@ def load_balancer_in_front(docs):
     return [] if svc and svc["spec"].get("type") == "LoadBalancer" else ["no LoadBalancer Service for nginx"]
 
 
+# --- NetworkPolicy, read as a network plugin enforces it ---------------------------------
+#
+# A peer is a pod (its namespace's labels, its own labels, its ports, an
+# address) or an address outside the cluster (no namespace); a workload's
+# peer stands for any of its pods, so app -> app is one app pod reaching
+# another. A connection is allowed when the source's egress and the
+# destination's ingress both allow it: a pod no policy of a direction selects
+# is open in that direction, a selected one takes only what one of its
+# policies' rules allows. Each side is checked on its own too, so neither
+# leans on the other (a pod in another namespace has no egress policy here).
+
+NAMESPACE = "webcluster"
+MONITORING = "monitoring"  # the scraper's namespace, as networkpolicy.yaml names it
+DNS_PORT = 53
+GROUP_PORT = 33061  # a database group's own traffic (networkpolicy.yaml)
+
+
+def peer(name, namespace, labels, ports=(), address="10.244.0.99"):
+    return {"name": name, "namespace": namespace, "labels": labels, "ports": list(ports), "address": address}
+
+
+def workload_peers(docs):
+    """One pod of each workload, as its template describes it."""
+    peers = {}
+    for i, d in enumerate(d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")):
+        template = d["spec"]["template"]
+        ports = [p for c in template["spec"]["containers"] for p in c.get("ports", [])]
+        peers[d["metadata"]["name"]] = peer(d["metadata"]["name"], NAMESPACE, template["metadata"].get("labels", {}),
+                                            ports, f"10.244.0.{i + 1}")
+    return peers
+
+
+def peers(docs):
+    """The workloads' pods and the others a policy must tell apart from them."""
+    found = workload_peers(docs)
+    found.update({
+        "a stranger pod in the namespace": peer("a stranger pod in the namespace", NAMESPACE,
+                                                {"app.kubernetes.io/name": "debug"}),
+        "a pod in the monitoring namespace": peer("a pod in the monitoring namespace", MONITORING,
+                                                  {"app.kubernetes.io/name": "prometheus"}, address="10.244.1.9"),
+        "a pod labelled nginx in another namespace": peer("a pod labelled nginx in another namespace", "default",
+                                                          {"app.kubernetes.io/name": "nginx"}, address="10.244.2.9"),
+        "kube-dns": peer("kube-dns", "kube-system", {"k8s-app": "kube-dns"},
+                         [{"name": "dns", "containerPort": DNS_PORT, "protocol": "UDP"},
+                          {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"}], "10.244.3.9"),
+        "the internet": peer("the internet", None, {}, address="203.0.113.10"),
+    })
+    return found
+
+
+def selects(selector, labels):
+    """A LabelSelector against a set of labels ({} selects everything)."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        value, values = labels.get(e["key"]), e.get("values") or []
+        ok = {"In": value in values, "NotIn": value not in values,
+              "Exists": e["key"] in labels, "DoesNotExist": e["key"] not in labels}[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def namespace_labels(namespace):
+    return {"kubernetes.io/metadata.name": namespace}
+
+
+def peer_matches(entry, policy_namespace, other):
+    """One `from`/`to` entry against the other end of the connection."""
+    if "ipBlock" in entry:
+        block = entry["ipBlock"]
+        address = ipaddress.ip_address(other["address"])
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except") or [])
+    if other["namespace"] is None:
+        return False
+    if "namespaceSelector" in entry:
+        if not selects(entry["namespaceSelector"], namespace_labels(other["namespace"])):
+            return False
+    elif other["namespace"] != policy_namespace:
+        return False
+    return selects(entry.get("podSelector", {}), other["labels"])
+
+
+def port_matches(entry, target, port, protocol):
+    """One `ports` entry against the destination pod's port."""
+    if entry.get("protocol", "TCP") != protocol:
+        return False
+    wanted = entry.get("port")
+    if wanted is None:
+        return True
+    if isinstance(wanted, str):
+        return any(p.get("name") == wanted and p["containerPort"] == port and p.get("protocol", "TCP") == protocol
+                   for p in target["ports"])
+    return wanted <= port <= entry.get("endPort", wanted)
+
+
+def policy_types(policy):
+    spec = policy["spec"]
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+
+
+def direction_allows(policies, pod, other, target, port, protocol, direction):
+    """Whether `pod`'s policies of one direction let the connection through."""
+    if pod["namespace"] is None:
+        return True
+    chosen = [p for p in policies if p["metadata"].get("namespace", NAMESPACE) == pod["namespace"]
+              and direction in policy_types(p) and selects(p["spec"]["podSelector"], pod["labels"])]
+    if not chosen:
+        return True
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for policy in chosen:
+        for rule in policy["spec"].get(key) or []:
+            entries, ports = rule.get(peers_key), rule.get("ports")
+            if entries and not any(peer_matches(e, policy["metadata"].get("namespace", NAMESPACE), other)
+                                   for e in entries):
+                continue
+            if ports and not any(port_matches(e, target, port, protocol) for e in ports):
+                continue
+            return True
+    return False
+
+
+def network_policies(docs):
+    return [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+def ingress_allows(docs, source, target, port, protocol="TCP"):
+    return direction_allows(network_policies(docs), target, source, target, port, protocol, "Ingress")
+
+
+def egress_allows(docs, source, target, port, protocol="TCP"):
+    return direction_allows(network_policies(docs), source, target, target, port, protocol, "Egress")
+
+
+def allowed(docs, source, target, port, protocol="TCP"):
+    return egress_allows(docs, source, target, port, protocol) and ingress_allows(docs, source, target, port, protocol)
+
+
+def only_from(docs, target_name, port, wanted, protocol="TCP"):
+    """Problems unless `target_name`'s ingress admits exactly the peers named
+    in `wanted` on that port, and each of them gets through end to end."""
+    everyone = peers(docs)
+    target = everyone.get(target_name)
+    if not target:
+        return [f"no workload {target_name}"]
+    problems = []
+    for name, source in everyone.items():
+        admitted = ingress_allows(docs, source, target, port, protocol)
+        if admitted != (name in wanted):
+            problems.append(f"{target_name} {'admits' if admitted else 'refuses'} {name} on {port}/{protocol}")
+        elif admitted and not allowed(docs, source, target, port, protocol):
+            problems.append(f"{name}'s own policy keeps it from {target_name}:{port}/{protocol}")
+    return problems
+
+
+def ways_out(docs):
+    """The flows each workload is meant to start: (source, target, port, protocol)."""
+    _, port, _ = app_settings(docs)
+    mysql = container_port(docs, "db", "mysql")
+    flows = {("nginx", "app", port, "TCP"), ("app", "db", mysql, "TCP"), ("schema", "db", mysql, "TCP"),
+             ("db", "db", mysql, "TCP"), ("db", "db", GROUP_PORT, "TCP")}
+    return flows | {(name, "kube-dns", DNS_PORT, protocol) for name in workload_peers(docs) for protocol in ("UDP", "TCP")}
+
+
+def egress_as_designed(docs):
+    """Each workload's egress lets out exactly its flows in ways_out, among
+    every peer's ports and a few others."""
+    everyone = peers(docs)
+    ports = {(p["containerPort"], p.get("protocol", "TCP")) for other in everyone.values() for p in other["ports"]}
+    ports |= {(metrics_port(docs), "TCP"), (GROUP_PORT, "TCP"), (443, "TCP"), (8080, "TCP"), (DNS_PORT, "UDP")}
+    wanted = ways_out(docs)
+    problems = []
+    for name in workload_peers(docs):
+        for target_name, target in everyone.items():
+            for port, protocol in sorted(ports):
+                let_out = egress_allows(docs, everyone[name], target, port, protocol)
+                if let_out != ((name, target_name, port, protocol) in wanted):
+                    problems.append(f"{name}'s egress {'lets out' if let_out else 'stops'} {target_name}:{port}/{protocol}")
+    return problems
+
+
+def metrics_port(docs):
+    return int(app_config(docs)["METRICS_ADDR"].rsplit(":", 1)[1])
+
+
+def container_port(docs, workload, name):
+    return next(p["containerPort"] for p in workload_peers(docs)[workload]["ports"] if p["name"] == name)
+
+
+def app_port_from_nginx_only(docs):
+    _, port, _ = app_settings(docs)
+    return only_from(docs, "app", port, {"nginx"})
+
+
+def metrics_from_monitoring_only(docs):
+    return only_from(docs, "app", metrics_port(docs), {"a pod in the monitoring namespace"})
+
+
+def mysql_from_its_clients_only(docs):
+    # db: another member of a database group (distributed recovery, clone).
+    return only_from(docs, "db", container_port(docs, "db", "mysql"), {"app", "schema", "db"})
+
+
+def group_port_between_members_only(docs):
+    return only_from(docs, "db", GROUP_PORT, {"db"})
+
+
+def nginx_open_to_all(docs):
+    everyone = peers(docs)
+    nginx = everyone["nginx"]
+    return [f"nginx refuses {name} on {p['containerPort']}"
+            for p in nginx["ports"] for name, source in everyone.items()
+            if not ingress_allows(docs, source, nginx, p["containerPort"], p.get("protocol", "TCP"))]
+
+
+def dns_for_every_workload(docs):
+    everyone = peers(docs)
+    return [f"{name} cannot ask kube-dns over {protocol}"
+            for name in workload_peers(docs) for protocol in ("UDP", "TCP")
+            if not allowed(docs, everyone[name], everyone["kube-dns"], DNS_PORT, protocol)]
+
+
+def nothing_else(docs):
+    """Default deny: no workload reaches the internet, and a pod no policy
+    names neither reaches nor is reached on any port."""
+    everyone = peers(docs)
+    stranger, internet = everyone["a stranger pod in the namespace"], everyone["the internet"]
+    problems = [f"{name} reaches the internet" for name in workload_peers(docs)
+                if allowed(docs, everyone[name], internet, 443)]
+    for name, other in everyone.items():
+        if other is stranger:
+            continue
+        if allowed(docs, other, stranger, 8080):
+            problems.append(f"{name} reaches a stranger pod in the namespace")
+        if allowed(docs, stranger, other, 8080):
+            problems.append(f"a stranger pod in the namespace reaches {name}")
+    return problems
+
+
 RULES = [
     ("every image has a pinned tag, never latest", images_pinned),
     ("every container has cpu and memory limits", limits_everywhere),
@@ -395,6 +653,14 @@ RULES = [
     ("the schema Job creates the account the app logs in as", one_app_account),
     ("a LoadBalancer Service fronts nginx", load_balancer_in_front),
     ("nginx and the app read the cookie lifetime from one ConfigMap key", one_cookie_lifetime),
+    ("network: the app's port is reached from nginx's pods alone", app_port_from_nginx_only),
+    ("network: the app's metrics port is reached from the monitoring namespace alone", metrics_from_monitoring_only),
+    ("network: MySQL is reached from the app, the schema Job and its group peers alone", mysql_from_its_clients_only),
+    ("network: the database group's port is reached from its members alone", group_port_between_members_only),
+    ("network: nginx is reached from anywhere on each of its ports", nginx_open_to_all),
+    ("network: every workload can ask kube-dns (UDP and TCP)", dns_for_every_workload),
+    ("network: each workload's egress lets out its own flows and no other", egress_as_designed),
+    ("network: default deny, no way out to the internet, nothing for a pod no policy names", nothing_else),
 ]
 
 GROUP_RULES = [
@@ -451,6 +717,49 @@ MUTATIONS = [
          value="600", valueFrom=None)),
     ("a drain longer than the grace period", grace_outlasts_drain, "Deployment", "app",
      lambda d: next(e for e in app_container(d)["env"] if e["name"] == "SHUTDOWN_TIMEOUT_MS").update(value="60000")),
+    ("the app's port open to the whole namespace", app_port_from_nginx_only, "NetworkPolicy", "app",
+     lambda d: d["spec"]["ingress"][0].update({"from": [{"podSelector": {}}]})),
+    ("the app's port open to pods labelled nginx in any namespace", app_port_from_nginx_only, "NetworkPolicy", "app",
+     lambda d: d["spec"]["ingress"][0]["from"][0].update(namespaceSelector={})),
+    ("the app's port for pods labelled otherwise than nginx's", app_port_from_nginx_only, "NetworkPolicy", "app",
+     lambda d: d["spec"]["ingress"][0]["from"][0]["podSelector"].update(matchLabels={"app.kubernetes.io/name": "web"})),
+    ("nginx without a way out to the app", app_port_from_nginx_only, "NetworkPolicy", "nginx",
+     lambda d: d["spec"].update(egress=[])),
+    ("nginx's rule for the app on every port", metrics_from_monitoring_only, "NetworkPolicy", "app",
+     lambda d: d["spec"]["ingress"][0].pop("ports")),
+    ("metrics open to every namespace", metrics_from_monitoring_only, "NetworkPolicy", "app",
+     lambda d: d["spec"]["ingress"][1]["from"][0].update(namespaceSelector={})),
+    ("MySQL open to nginx", mysql_from_its_clients_only, "NetworkPolicy", "db",
+     lambda d: d["spec"]["ingress"][0]["from"].append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nginx"}}})),
+    ("MySQL closed to the schema Job", mysql_from_its_clients_only, "NetworkPolicy", "db",
+     lambda d: d["spec"]["ingress"][0]["from"].pop()),
+    ("MySQL open to any address", mysql_from_its_clients_only, "NetworkPolicy", "db",
+     lambda d: d["spec"]["ingress"].append({"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": "mysql"}]})),
+    ("the app with no way out to MySQL", mysql_from_its_clients_only, "NetworkPolicy", "app",
+     lambda d: d["spec"]["egress"][0]["ports"][0].update(port=3307)),
+    ("no group port between members", group_port_between_members_only, "NetworkPolicy", "db",
+     lambda d: d["spec"]["ingress"][1].update(ports=[{"port": "mysql"}])),
+    ("the group port open to the app", group_port_between_members_only, "NetworkPolicy", "db",
+     lambda d: d["spec"]["ingress"][1]["from"].append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "app"}}})),
+    ("nginx reached only from its own namespace", nginx_open_to_all, "NetworkPolicy", "nginx",
+     lambda d: d["spec"]["ingress"][0].update({"from": [{"podSelector": {}}]})),
+    ("a port nginx serves that no rule opens", nginx_open_to_all, "Deployment", "nginx",
+     lambda d: app_container(d)["ports"].append({"name": "https", "containerPort": 443})),
+    ("DNS asked of pods kube-dns's label does not name", dns_for_every_workload, "NetworkPolicy", "dns",
+     lambda d: d["spec"]["egress"][0]["to"][0]["podSelector"].update(matchLabels={"k8s-app": "coredns"})),
+    ("DNS over UDP only", dns_for_every_workload, "NetworkPolicy", "dns",
+     lambda d: d["spec"]["egress"][0]["ports"].pop()),
+    ("a default deny of egress only", nothing_else, "NetworkPolicy", "default-deny",
+     lambda d: d["spec"].update(policyTypes=["Egress"])),
+    ("nginx free to reach MySQL", egress_as_designed, "NetworkPolicy", "nginx",
+     lambda d: d["spec"]["egress"].append({"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "db"}}}],
+                                           "ports": [{"port": "mysql"}]})),
+    ("the app's egress on every port of MySQL's pods", egress_as_designed, "NetworkPolicy", "app",
+     lambda d: d["spec"]["egress"][0].pop("ports")),
+    ("a default deny that selects no pod", nothing_else, "NetworkPolicy", "default-deny",
+     lambda d: d["spec"].update(podSelector={"matchLabels": {"app.kubernetes.io/name": "none"}})),
+    ("the app free to reach any address", nothing_else, "NetworkPolicy", "app",
+     lambda d: d["spec"]["egress"].append({})),
 ]
 
 

@@ -269,6 +269,55 @@ sql_batch_counts_after_purge() {
     tap_expect_equal "log_audit consistent" 1 "$(sql_as_root 'SELECT consistent FROM log_audit')"
 }
 
+# usage: sql_purge_rolls_back_a_lock_timeout   (a second session holds
+# access_log_purged's row, so a chunk's UPDATE times out (1205) after its
+# DELETE; the purging session then commits another transaction: no row may be
+# lost uncounted, and log_audit must balance; once the lock is gone, the same
+# purge deletes the old rows and balances)
+sql_purge_rolls_back_a_lock_timeout() {
+  local fifo=$DIR/lock-holder.fifo out=$DIR/lock-holder.out holder fd status=0
+  sql_as_root "UPDATE access_log SET accessed_at = accessed_at - INTERVAL 30 DAY ORDER BY id LIMIT 10" || return 1
+  rm -f "$fifo" "$out"
+  mkfifo "$fifo"
+  mysql_client "$PORT" -uroot -D "$DB" --batch --skip-column-names --unbuffered <"$fifo" >"$out" 2>&1 &
+  holder=$!
+  exec {fd}>"$fifo"
+  printf '%s\n' "START TRANSACTION;" "SELECT 'held' FROM access_log_purged WHERE id = 1 FOR UPDATE;" >&"$fd"
+  if wait_until 30 "the second session's lock" grep -qx held "$out"; then
+    sql_purge_times_out_cleanly || status=1
+  else
+    tap_diag "the second session did not take the lock: $(cat "$out")"
+    status=1
+  fi
+  printf '%s\n' "COMMIT;" >&"$fd"
+  exec {fd}>&-
+  wait "$holder" || { tap_diag "the second session failed: $(cat "$out")"; status=1; }
+  ((status == 0)) || return 1
+  tap_expect_equal "a purge once the lock is gone" 10 \
+    "$(sql_as_root "CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 7 DAY, 100)")" &&
+    tap_expect_equal "log_audit consistent" 1 "$(sql_as_root 'SELECT consistent FROM log_audit')"
+}
+
+# usage: sql_purge_times_out_cleanly   (while the lock is held)
+sql_purge_times_out_cleanly() {
+  local before rows errors
+  before=$(sql_snapshot) && rows=$(sql_rows) || return 1
+  # One session, as an administrator's: the purge fails, then the session's
+  # next transaction commits whatever the purge left open.
+  errors=$(mysql_client "$PORT" -uroot -D "$DB" --batch --skip-column-names --force 2>&1 >/dev/null <<'SQL'
+SET SESSION innodb_lock_wait_timeout = 1;
+CALL purge_access_log(UTC_TIMESTAMP(6) - INTERVAL 7 DAY, 100);
+START TRANSACTION;
+SELECT COUNT(*) FROM access_log;
+COMMIT;
+SQL
+  )
+  [[ $errors == *"ERROR 1205 "* ]] || { tap_diag "the purge did not time out on the lock: $errors"; return 1; }
+  tap_expect_equal "rows in access_log after the failed purge" "$rows" "$(sql_rows)" &&
+    tap_expect_equal "log_audit consistent" 1 "$(sql_as_root 'SELECT consistent FROM log_audit')" &&
+    tap_expect_equal "access_log and hit_counter after the failed purge" "$before" "$(sql_snapshot)"
+}
+
 # usage: sql_free_port   (prints a TCP port nothing listens on at 127.0.0.1)
 sql_free_port() {
   local port tries
@@ -363,6 +412,8 @@ sql_checks() {
   tap_check "the app account is denied on access_log_purged and log_audit" \
     sql_app_denied 'SELECT * FROM access_log_purged' 'SELECT * FROM log_audit'
   tap_check "purge_access_log deletes old rows in chunks, and counter = rows kept + rows purged" sql_purge_balances
+  tap_check "a purge that times out on a lock (1205) leaves nothing for the session's next commit" \
+    sql_purge_rolls_back_a_lock_timeout
 }
 
 # usage: sql_apply_refuses "expected message" VAR=VALUE...   (apply-sql.sh

@@ -31,6 +31,9 @@ NODE=
 WORK=
 NGINX_IPS=()
 LOAD_WORKERS=6
+# The proxy network's subnet, which the app trusts: not the default, so the
+# test shows the setting takes effect.
+PROXY_SUBNET=10.253.77.0/24
 
 # --- the stack ---------------------------------------------------------------------
 
@@ -38,6 +41,7 @@ LOAD_WORKERS=6
 deploy() {
   (cd "$WORK" && env STACK_NAME="$STACK" NGINX_IMAGE="$NGINX_IMAGE" MYSQL_IMAGE="$MYSQL_IMAGE" \
     APP_IMAGE="$1" HTTP_PORT="$HTTP_PORT" DEPLOY_ID="$(date +%s%N)" COOKIE_TTL_SECONDS="$COOKIE_TTL" \
+    PROXY_SUBNET="$PROXY_SUBNET" \
     docker stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >>"$WORK/deploy.log" 2>&1) ||
     fatal "docker stack deploy failed"
 }
@@ -76,10 +80,13 @@ wait_stack() {
   wait_until 60 "the schema step to complete" schema_done || fatal "the schema step did not complete"
 }
 
+# usage: db_container   (the database task's local container)
+db_container() {
+  docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_db" | head -n1
+}
+
 db_sql() {
-  local db
-  db=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_db" | head -n1)
-  docker exec "$db" sh -c "$ROOT_SQL" sh "$1"
+  docker exec "$(db_container)" sh -c "$ROOT_SQL" sh "$1"
 }
 
 fatal() {
@@ -224,6 +231,72 @@ step_counting() {
   tap_check "access_log has a row per counted hit" tap_expect_equal "rows" "$after" "$rows"
 }
 
+# What the app believes: X-Request-ID and X-Real-IP from the proxy network,
+# where nginx's tasks are; from a task on the backend network they are a client's.
+step_trust() {
+  local marker id
+  tap_check "nginx's tasks are on the proxy network, not on the backend network" nginx_networks
+  tap_check "the app trusts the proxy network's subnet ($PROXY_SUBNET)" tap_expect_equal "TRUSTED_PROXIES, subnet" \
+    "TRUSTED_PROXIES=$PROXY_SUBNET $PROXY_SUBNET" \
+    "$(docker service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' "${STACK}_app" |
+      grep '^TRUSTED_PROXIES=') $(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "${STACK}_proxy")"
+  marker=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  client_get "/?trust=$marker" >/dev/null
+  id=$(wait_for_nginx_id "$marker") || true
+  tap_check "a hit through nginx is logged under nginx's request id ($id)" \
+    tap_expect_equal "access_log rows with nginx's id" 1 \
+    "$(db_sql "SELECT COUNT(*) FROM access_log WHERE request_id = '${id:-none}'")"
+  tap_check "the database's task replaying that id straight to an app task is counted, under a fresh id" \
+    replay_is_counted "$id"
+}
+
+nginx_networks() {
+  tap_expect_equal "nginx tasks on the backend network" "" "$(task_ips nginx "${STACK}_backend")" &&
+    tap_expect_equal "nginx tasks on the proxy network" 2 "$(task_ips nginx "${STACK}_proxy" | wc -l)"
+}
+
+# usage: nginx_request_id MARKER   (the id nginx logged for GET /?trust=MARKER)
+nginx_request_id() {
+  docker service logs --raw "${STACK}_nginx" 2>/dev/null | grep -F "\"GET /?trust=$1 HTTP/1.1\" 200 " |
+    sed -n 's/.* id=\([0-9a-f]\{32\}\).*/\1/p' | grep .
+}
+
+# usage: wait_for_nginx_id MARKER   (nginx flushes its access log within a second)
+wait_for_nginx_id() {
+  wait_until 30 "nginx's log line for $1" nginx_request_id "$1" || {
+    tap_diag "no access-log line of nginx's for GET /?trust=$1"
+    return 1
+  }
+  nginx_request_id "$1" | head -n1
+}
+
+# usage: replay_is_counted ID   (from the database's container, on the
+# backend network: GET / to an app task's backend address, with ID as
+# X-Request-ID and a made-up X-Real-IP; bash's /dev/tcp, since the MySQL
+# image has no HTTP client)
+replay_is_counted() {
+  local id=$1 db app peer before answer row_id row_client
+  [[ -n $id ]] || return 1
+  db=$(db_container)
+  app=$(task_ips app | head -n1)
+  peer=$(docker inspect -f "{{with index .NetworkSettings.Networks \"${STACK}_backend\"}}{{.IPAddress}}{{end}}" "$db")
+  before=$(client_get /showcount | cut -d' ' -f2)
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  answer=$(docker exec "$db" bash -c 'exec 3<>"/dev/tcp/$2/8000" &&
+    printf "GET / HTTP/1.1\r\nHost: app\r\nX-Request-ID: %s\r\nX-Real-IP: 203.0.113.9\r\nConnection: close\r\n\r\n" "$1" >&3 &&
+    timeout 20 cat <&3' bash "$id" "$app" | tr -d '\r' | head -n1) || true
+  read -r row_id row_client < <(db_sql "SELECT request_id, client_ip FROM access_log ORDER BY id DESC LIMIT 1")
+  tap_expect_equal "the answer" "HTTP/1.1 200 OK" "$answer" || return 1
+  tap_expect_equal "the counter" $((before + 1)) "$(client_get /showcount | cut -d' ' -f2)" || return 1
+  tap_expect_equal "rows with the replayed id" 1 \
+    "$(db_sql "SELECT COUNT(*) FROM access_log WHERE request_id = '$id'")" || return 1
+  tap_expect_equal "the new row's client (the sender, not its X-Real-IP)" "$peer" "$row_client" || return 1
+  [[ $row_id =~ ^[0-9a-f]{32}$ && $row_id != "$id" ]] || {
+    tap_diag "the new row's request id: $row_id"
+    return 1
+  }
+}
+
 step_sticky() {
   local c i home answer homes=() strays=0
   for ((c = 0; c < 6; c++)); do
@@ -252,6 +325,12 @@ scale() {
     fatal "scale_containers.sh --swarm $1 failed (see $WORK/scale.log)"
 }
 
+# usage: listed_ips   (the addresses in the last task list scale_containers.sh printed)
+listed_ips() {
+  awk -v task="^${STACK}_app[.]" '/^TASK / { n = 0 } $1 ~ task { ips[n++] = $2 }
+    END { for (i = 0; i < n; i++) print ips[i] }' "$WORK/scale.log" | sort -V
+}
+
 step_scale() {
   local answers
   scale 2
@@ -259,6 +338,8 @@ step_scale() {
   load_start
   scale 5
   tap_check "scale_containers.sh --swarm 5 runs 5 app tasks" tap_expect_equal "app tasks" 5 "$(task_ips app | wc -l)"
+  tap_check "and lists each with its internal (backend) address" \
+    tap_expect_equal "listed addresses" "$(task_ips app | tr '\n' ' ')" "$(listed_ips | tr '\n' ' ')"
   load_mark
   wait_until 60 "answers after scaling up" load_answered 5 || true
   scale 2
@@ -419,6 +500,7 @@ main() {
   (cd "$WORK" && scripts/init-secrets.sh >/dev/null 2>&1) || die "scripts/init-secrets.sh failed"
   step_deploy
   step_counting
+  step_trust
   step_sticky
   step_scale
   step_rolling_update

@@ -147,6 +147,14 @@ CREATE PROCEDURE purge_access_log(IN p_before DATETIME(6), IN p_chunk INT UNSIGN
 BEGIN
   DECLARE v_deleted BIGINT UNSIGNED DEFAULT 0;
   DECLARE v_chunk_rows INT UNSIGNED;
+  -- A failed chunk is rolled back whole: a lock-wait timeout (1205) rolls
+  -- back only its statement, and would leave the chunk's DELETE open for the
+  -- session's next commit, uncounted in access_log_purged.
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION
+  BEGIN
+    ROLLBACK;
+    RESIGNAL;
+  END;
 
   IF p_before IS NULL OR p_before > UTC_TIMESTAMP(6) THEN
     SIGNAL SQLSTATE '45000'
