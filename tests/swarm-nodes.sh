@@ -43,6 +43,13 @@ LOAD_CLIENTS=6
 ANSWERS_AFTER=15
 WORK=
 NODE_DIR=/opt/swarm-nodes
+# Swarm declares a node down after 3 missed heartbeats (5 s each by default).
+# After a leader change it waits 6 heartbeats for every node to report again,
+# but a node's agent, which kept failing to reach a manager while there was
+# no leader, retries only every 8 s by then: with 1 s, a live node was
+# sometimes declared down and its tasks restarted. 2 s waits 12 s.
+HEARTBEAT_SECONDS=${SWARM_NODES_HEARTBEAT:-2}
+HEARTBEAT=${HEARTBEAT_SECONDS}s
 
 # --- timing ------------------------------------------------------------------------
 
@@ -149,7 +156,7 @@ manager_docker() {
 swarm_form() {
   local token n
   # Set at init: a heartbeat changed later had not taken effect by a kill.
-  node_docker 1 swarm init --dispatcher-heartbeat 1s --advertise-addr "$(node_ip 1)" >/dev/null ||
+  node_docker 1 swarm init --dispatcher-heartbeat "$HEARTBEAT" --advertise-addr "$(node_ip 1)" >/dev/null ||
     die "docker swarm init failed on node 1"
   token=$(node_docker 1 swarm join-token -q manager)
   for n in "${NODES[@]:1}"; do
@@ -601,6 +608,38 @@ each_nginx_answers() {
   return "$status"
 }
 
+# usage: dump_tasks KILL_MS   (after a failed check: every task's history
+# and the nodes, for the log)
+dump_tasks() {
+  tap_diag "the kill was at $(date -u -d "@$(($1 / 1000))" +%H:%M:%S); the nodes and every task:"
+  manager_docker node ls >&2 || true
+  manager_docker service ps --no-trunc --format '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' \
+    "${STACK}_nginx" "${STACK}_app" "${STACK}_db" >&2 || true
+}
+
+# usage: tasks_elsewhere N   (the ids of the nginx, app and db tasks meant
+# to run on the other nodes)
+tasks_elsewhere() {
+  local n
+  for n in "${NODES[@]}"; do
+    [[ $n == "$1" ]] && continue
+    manager_docker service ps -q --filter desired-state=running --filter "node=$(node_name "$n")" \
+      "${STACK}_nginx" "${STACK}_app" "${STACK}_db"
+  done | sort
+}
+
+# usage: tasks_kept FILE N   (every task in FILE still meant to run: none
+# on a surviving node was restarted or moved)
+tasks_kept() {
+  local gone
+  gone=$(comm -23 "$1" <(tasks_elsewhere "$2"))
+  [[ -z $gone ]] && return 0
+  tap_diag "tasks that were running on the surviving nodes and are not any more:"
+  manager_docker service ps --no-trunc --format '{{.ID}} {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' \
+    "${STACK}_nginx" "${STACK}_app" "${STACK}_db" | grep -F "$gone" >&2 || true
+  return 1
+}
+
 victim_ready() {
   (($(tasks_on nginx "$VICTIM") == 1 && $(tasks_on app "$VICTIM") > 0)) && ! db_spared "$VICTIM"
 }
@@ -658,12 +697,13 @@ step_kill_node() {
   local victim=$VICTIM address kill_ms dead_apps addresses file=$WORK/answers/1-node-kill
   victim_ready || die "node $victim no longer runs an nginx and an app task: $(running_tasks nginx | tr '\n' ' ')"
   address=$(node_ip "$victim")
-  dead_apps=$(app_addresses_on "$victim" | tr '\n' ' ')
+  dead_apps=$(app_addresses_on "$victim" | xargs)
   mapfile -t addresses < <(nginx_addresses)
   log "load of $LOAD_CLIENTS sticky clients on ${addresses[*]}"
   load_start node-kill "${addresses[@]}"
   db_before_kill "$victim"
   wait_until 30 "answers before the kill" load_answers_after 0 10 || true
+  tasks_elsewhere "$victim" >"$WORK/tasks-before-node-kill"
   log "killing node $victim ($address: nginx, app at $dead_apps)"
   phase_begin
   kill_ms=$PHASE_START
@@ -675,12 +715,13 @@ step_kill_node() {
   tap_check "nginx is rescheduled: 2 tasks, none on node $victim" \
     timed_wait "$kill_ms" 90 "node kill: nginx back to 2 tasks" nginx_back "$victim"
   phase_end "node kill until its tasks ran elsewhere"
+  tap_check "no task on the surviving nodes was restarted" tasks_kept "$WORK/tasks-before-node-kill" "$victim"
   wait_until 120 "$ANSWERS_AFTER answers per client after the kill" load_answers_after "$((kill_ms + 2000))" "$ANSWERS_AFTER" || true
   load_stop "$file"
   RECOVERY+=("node kill: every client served again: $(clients_served_at "$file" "$address" "$kill_ms") s")
   tap_check "every client moved to the surviving nginx" moved_clients "$file" "$address"
   tap_check "no request failed once its client had moved ($(answers_after "$file" "$kill_ms") answers after the kill)" \
-    failures_after_move "$file" "$address" "$kill_ms"
+    failures_after_move "$file" "$address" "$kill_ms" || dump_tasks "$kill_ms"
   tap_diag "answers that failed before their client moved: $(failed_answers "$file")"
   tap_check "clients of the lost app are re-pinned and stay; the others stay put" \
     repinned "$file" "$kill_ms" "$dead_apps"
@@ -733,6 +774,16 @@ other_node() {
   done
 }
 
+# usage: reported_since ELECTED_MS N   (the new leader's wait for the nodes,
+# 6 heartbeats, is over, and every node but N is ready)
+reported_since() {
+  local n
+  (($(now_ms) > $1 + (6 * HEARTBEAT_SECONDS + 1) * 1000)) || return 1
+  for n in "${NODES[@]}"; do
+    [[ $n == "$2" ]] || node_is "$n" "ready reachable" || return 1
+  done
+}
+
 new_leader() {
   local n
   for n in "${NODES[@]}"; do
@@ -744,7 +795,7 @@ new_leader() {
 }
 
 step_kill_leader() {
-  local leader address kill_ms addresses file=$WORK/answers/2-leader-kill
+  local leader address kill_ms elected_ms addresses file=$WORK/answers/2-leader-kill
   leader_off_spared_node
   leader=$(leader_node)
   address=-
@@ -755,15 +806,22 @@ step_kill_leader() {
   log "load of $LOAD_CLIENTS sticky clients on ${addresses[*]} (their cookies kept)"
   load_start leader-kill "${addresses[@]}"
   wait_until 30 "answers before the kill" load_answers_after 0 10 || true
+  tasks_elsewhere "$leader" >"$WORK/tasks-before-leader-kill"
   log "killing the leader, node $leader"
   phase_begin
   kill_ms=$PHASE_START
   kill_node "$leader"
   tap_check "a new leader is elected" timed_wait "$kill_ms" 120 "leader kill: new leader elected" new_leader
+  elected_ms=$(now_ms)
   log "node $(leader_node) leads"
   tap_check "the app is rescheduled: 3 tasks, none on node $leader" \
     timed_wait "$kill_ms" 120 "leader kill: app back to 3 tasks" app_back "$leader"
   phase_end "leader kill until a new leader rescheduled the app"
+  # The load goes on while the new leader waits for the nodes to report:
+  # a node it declares down then has its tasks restarted.
+  wait_until 60 "the nodes to report to the new leader" reported_since "$elected_ms" "$leader" ||
+    tap_diag "the surviving nodes are not all ready: $(manager_docker node ls --format '{{.Hostname}} {{.Status}}' | xargs)"
+  tap_check "no task on the surviving nodes was restarted" tasks_kept "$WORK/tasks-before-leader-kill" "$leader"
   wait_until 120 "$ANSWERS_AFTER answers per client after the kill" load_answers_after "$((kill_ms + 2000))" "$ANSWERS_AFTER" || true
   load_stop "$file"
   RECOVERY+=("leader kill: every client served again: $(clients_served_at "$file" "$address" "$kill_ms") s")
@@ -771,7 +829,7 @@ step_kill_leader() {
     stayed_pinned <(awk -v t="$kill_ms" '$2 <= t' "$file") "$WORK/apps-after-kill"
   [[ $address == - ]] || tap_check "every client moved to the surviving nginx" moved_clients "$file" "$address"
   tap_check "the stack kept serving: no request failed once its client had moved ($(answers_after "$file" "$kill_ms") answers after the kill)" \
-    failures_after_move "$file" "$address" "$kill_ms"
+    failures_after_move "$file" "$address" "$kill_ms" || dump_tasks "$kill_ms"
   tap_diag "answers that failed before their client moved: $(failed_answers "$file")"
   check_books
 }
@@ -824,6 +882,7 @@ main() {
   local started line
   started=$(now_ms)
   require_root "it builds images and runs Docker-in-Docker nodes"
+  [[ $HEARTBEAT_SECONDS =~ ^[1-9][0-9]?$ ]] || die "SWARM_NODES_HEARTBEAT must be whole seconds, 1-99: $HEARTBEAT_SECONDS"
   remove_all
   trap cleanup EXIT
   trap 'exit 130' INT TERM

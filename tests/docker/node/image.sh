@@ -37,7 +37,11 @@ image_current() {
 # usage: build KEY   (debootstrap into a fresh tree, trim it, import it)
 build() {
   local packages
-  command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
+  if ! command -v debootstrap >/dev/null; then
+    log "installing debootstrap"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap; } \
+      >/dev/null || die "could not install debootstrap: apt-get install debootstrap"
+  fi
   mkdir -p "$WEBCLUSTER_CACHE"
   TREE=$(mktemp -d "$WEBCLUSTER_CACHE/swarm-node.XXXXXX")
   packages=$(
