@@ -693,6 +693,13 @@ clients_served_at() {
     END { m = 0; for (c in first) if (first[c] - t > m) m = first[c] - t; printf "%.1f", m / 1000 }' "$1"
 }
 
+# usage: slowest_after FILE MILLIS   (the longest an answer after MILLIS took,
+# in seconds: a request nginx sent over a kept-alive connection to an app on
+# the dead node waits for proxy_read_timeout, then goes to another app)
+slowest_after() {
+  awk -v t="$2" '$4 != "dropped" && $2 > t && $7 > m { m = $7 } END { printf "%.1f", m }' "$1"
+}
+
 step_kill_node() {
   local victim=$VICTIM address kill_ms dead_apps addresses file=$WORK/answers/1-node-kill
   victim_ready || die "node $victim no longer runs an nginx and an app task: $(running_tasks nginx | tr '\n' ' ')"
@@ -719,6 +726,7 @@ step_kill_node() {
   wait_until 120 "$ANSWERS_AFTER answers per client after the kill" load_answers_after "$((kill_ms + 2000))" "$ANSWERS_AFTER" || true
   load_stop "$file"
   RECOVERY+=("node kill: every client served again: $(clients_served_at "$file" "$address" "$kill_ms") s")
+  RECOVERY+=("node kill: slowest answer after it: $(slowest_after "$file" "$kill_ms") s")
   tap_check "every client moved to the surviving nginx" moved_clients "$file" "$address"
   tap_check "no request failed once its client had moved ($(answers_after "$file" "$kill_ms") answers after the kill)" \
     failures_after_move "$file" "$address" "$kill_ms" || dump_tasks "$kill_ms"
@@ -825,6 +833,7 @@ step_kill_leader() {
   wait_until 120 "$ANSWERS_AFTER answers per client after the kill" load_answers_after "$((kill_ms + 2000))" "$ANSWERS_AFTER" || true
   load_stop "$file"
   RECOVERY+=("leader kill: every client served again: $(clients_served_at "$file" "$address" "$kill_ms") s")
+  RECOVERY+=("leader kill: slowest answer after it: $(slowest_after "$file" "$kill_ms") s")
   tap_check "restarting the node moved no client (answers before the leader kill)" \
     stayed_pinned <(awk -v t="$kill_ms" '$2 <= t' "$file") "$WORK/apps-after-kill"
   [[ $address == - ]] || tap_check "every client moved to the surviving nginx" moved_clients "$file" "$address"
@@ -873,7 +882,7 @@ step_cleanup_checks() {
   phase_begin
   cleanup
   WORK=
-  phase_end "teardown"
+  phase_end "teardown (nodes, volumes, network, app image)"
   tap_check "no node, client, volume, network or app image is left" \
     tap_expect_equal "left over" "" "$(leftovers | tr '\n' ' ')"
 }
