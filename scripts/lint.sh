@@ -96,7 +96,7 @@ main() {
   log "cargo clippy -D warnings"
   cargo clippy --release --all-targets --quiet -- -D warnings
   log "shellcheck"
-  shellcheck -x scripts/*.sh tests/*.sh tests/docker/*.sh tests/docker/mysql/entrypoint.sh \
+  shellcheck -x scripts/*.sh tests/*.sh tests/docker/*.sh tests/docker/mysql/entrypoint.sh tests/docker/node/*.sh \
     scale_containers.sh .ci/run
   log "hadolint"
   hadolint Dockerfile tests/docker/*/Dockerfile
