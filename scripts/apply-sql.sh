@@ -70,6 +70,13 @@ sql_login() {
   MYSQL_PWD=$ROOT_PASSWORD "${CLIENT[@]}" -h "$host" -P "$port" -u "$DB_ROOT_USER" --batch "$@"
 }
 
+# 1 on the writable primary of a group that holds a majority (the rule
+# sql/02's assert_primary applies for the app).
+PRIMARY_SQL="SELECT @@GLOBAL.read_only = 0 AND (
+  SELECT SUM(MEMBER_STATE = 'ONLINE') * 2 > COUNT(*)
+     AND SUM(MEMBER_ID = @@server_uuid AND MEMBER_STATE = 'ONLINE' AND MEMBER_ROLE = 'PRIMARY') = 1
+    FROM performance_schema.replication_group_members)"
+
 # usage: sql_find_primary   (several hosts: sets TARGET to the one that
 # takes writes, the group's primary; false when none does)
 TARGET=()
@@ -77,9 +84,10 @@ sql_find_primary() {
   local entry host port
   for entry in "${HOSTS[@]}"; do
     host=${entry%:*} port=${entry##*:}
-    # read_only: a group's secondaries, and a member not (yet) in the group
+    # read_only: a group's secondaries, and a member not (yet) in the group;
+    # a primary cut off from the majority would block the statements.
     if [[ $(sql_login "$host" "$port" --connect-timeout=2 --skip-column-names \
-      -e 'SELECT @@GLOBAL.read_only' 2>/dev/null) == 0 ]]; then
+      -e "$PRIMARY_SQL" 2>/dev/null) == 1 ]]; then
       TARGET=("$host" "$port")
       return 0
     fi

@@ -357,8 +357,14 @@ fn record_held(
             }
             Err(error) => error,
         };
+        // Once held, a refusal after which the CALL had no effect (a lock
+        // wait behind a transaction the lost primary left in limbo, say)
+        // keeps the batch held too: trying again is as safe.
+        let holding = held_since.is_some();
         let since = *held_since.get_or_insert_with(Instant::now);
-        let may_hold = awaits_primary(&error) && !wait.is_zero() && !shared.hold().expired;
+        let may_hold = (awaits_primary(&error) || (holding && error.had_no_effect()))
+            && !wait.is_zero()
+            && !shared.hold().expired;
         if !may_hold || since.elapsed() >= wait || shared.stopping() {
             if let Some(since) = held_since.filter(|_| may_hold) {
                 metrics().hold(0, since.elapsed());

@@ -43,13 +43,19 @@ impl DbError {
 
     /// The server did not answer in time: trying again at once would only
     /// wait as long again.
-    pub(super) fn timed_out(&self) -> bool {
+    pub fn timed_out(&self) -> bool {
         match self {
             DbError::OutcomeUnknown(e) | DbError::Unavailable(CheckoutError::Connect(e)) => {
                 super::pool::timed_out(e)
             }
             _ => false,
         }
+    }
+
+    /// The server refused the CALL in a way that means it had no effect
+    /// (the retry policy's errors: deadlock, lock wait, schema re-apply).
+    pub fn had_no_effect(&self) -> bool {
+        matches!(self, DbError::Server { code, .. } if super::retry::RETRYABLE.contains(code))
     }
 
     /// Whether the connection it came from is still usable.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts};
 
-use super::pool::CheckoutError;
+use super::pool::{CheckoutError, timed_out};
 use super::{DbError, DbSettings, connect};
 use crate::telemetry::metrics::metrics;
 
@@ -32,10 +32,14 @@ pub const NOT_PRIMARY: [u16; 5] = [
     1053, // ER_SERVER_SHUTDOWN: the member is shutting down
 ];
 
-/// A member skipped after it failed is tried again after this, before the
-/// others have all failed: a host that is gone costs one connect timeout,
-/// not one per search.
+/// A member that failed is tried after the others for this long: a host that
+/// is gone costs one connect timeout, not one per search.
 const RECENT_FAILURE: Duration = Duration::from_secs(2);
+
+/// A member that did not answer in time (frozen, or its host gone quiet) is
+/// not tried at all for this long while another member answers: the group
+/// is alive without it, and each try would cost a read timeout.
+const STALLED: Duration = Duration::from_secs(15);
 
 /// One member: where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +74,14 @@ struct State {
     primary: Option<usize>,
     /// The last member seen as primary, to tell a failover from a reconnect.
     last_primary: Option<usize>,
-    failed_at: Vec<Option<Instant>>,
+    failed_at: Vec<Option<Failure>>,
+}
+
+#[derive(Clone, Copy)]
+struct Failure {
+    at: Instant,
+    /// It did not answer in time, as opposed to refusing.
+    stalled: bool,
 }
 
 impl Members {
@@ -102,11 +113,15 @@ impl Members {
     pub fn connect_primary(&self) -> Result<PrimaryConn, CheckoutError> {
         let generation = self.generation();
         let mut last_error = CheckoutError::NoPrimary(self.list.len());
+        let mut another_answered = false;
         for i in self.search_order() {
+            if another_answered && self.stalled_lately(i) {
+                continue;
+            }
             let mut conn = match Conn::new(self.opts[i].clone()) {
                 Ok(conn) => conn,
                 Err(e) => {
-                    self.failed(i);
+                    self.failed(i, timed_out(&e));
                     last_error = CheckoutError::Connect(e);
                     continue;
                 }
@@ -115,12 +130,13 @@ impl Members {
                 match is_primary(&mut conn) {
                     Ok(true) => {}
                     Ok(false) => {
-                        self.failed(i);
+                        self.failed(i, false);
+                        another_answered = true;
                         last_error = CheckoutError::NoPrimary(self.list.len());
                         continue;
                     }
                     Err(e) => {
-                        self.failed(i);
+                        self.failed(i, timed_out(&e));
                         last_error = CheckoutError::Connect(e);
                         continue;
                     }
@@ -138,7 +154,11 @@ impl Members {
         let mut state = self.lock();
         if self.generation() == generation {
             if let Some(i) = state.primary.take() {
-                state.failed_at[i] = Some(Instant::now());
+                let stalled = state.failed_at[i].is_some_and(|f| f.stalled);
+                state.failed_at[i] = Some(Failure {
+                    at: Instant::now(),
+                    stalled,
+                });
                 log::warn!("lost the database primary {}: looking for it", self.list[i]);
             }
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -148,15 +168,30 @@ impl Members {
     /// The primary first, then members that did not fail lately, then the rest.
     fn search_order(&self) -> Vec<usize> {
         let state = self.lock();
-        let recent = |i: usize| state.failed_at[i].is_some_and(|at| at.elapsed() < RECENT_FAILURE);
+        let recent = |i: usize| state.failed_at[i].is_some_and(|f| f.at.elapsed() < RECENT_FAILURE);
         let mut order: Vec<usize> = state.primary.into_iter().collect();
         order.extend((0..self.list.len()).filter(|&i| Some(i) != state.primary && !recent(i)));
         order.extend((0..self.list.len()).filter(|&i| Some(i) != state.primary && recent(i)));
         order
     }
 
-    fn failed(&self, i: usize) {
-        self.lock().failed_at[i] = Some(Instant::now());
+    fn failed(&self, i: usize, stalled: bool) {
+        self.lock().failed_at[i] = Some(Failure {
+            at: Instant::now(),
+            stalled,
+        });
+    }
+
+    fn stalled_lately(&self, i: usize) -> bool {
+        self.lock().failed_at[i].is_some_and(|f| f.stalled && f.at.elapsed() < STALLED)
+    }
+
+    /// A connection to the primary broke by a timeout: its member stalled.
+    pub fn stalled(&self, generation: u64) {
+        let primary = self.lock().primary;
+        if let Some(i) = primary.filter(|_| self.generation() == generation) {
+            self.failed(i, true);
+        }
     }
 
     fn found(&self, i: usize, generation: u64) {
@@ -345,7 +380,7 @@ mod tests {
         };
         let members = Members::new(&settings);
         assert_eq!(members.search_order(), vec![0, 1, 2]);
-        members.failed(0);
+        members.failed(0, false);
         assert_eq!(members.search_order(), vec![1, 2, 0]);
         members.found(2, members.generation());
         assert_eq!(members.search_order(), vec![2, 1, 0]);

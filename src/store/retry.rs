@@ -11,7 +11,7 @@ use super::DbError;
 use crate::telemetry::metrics::metrics;
 
 /// Server errors after which the CALL is known not to have taken effect, so it may run again.
-const RETRYABLE: [u16; 4] = [
+pub(super) const RETRYABLE: [u16; 4] = [
     1213, // ER_LOCK_DEADLOCK: the server rolled back the transaction
     1205, // ER_LOCK_WAIT_TIMEOUT: record_hits' exit handler rolls back the transaction
     // sql/ being re-applied: between DROP and CREATE PROCEDURE, or between

@@ -62,6 +62,9 @@ impl BatchWriter {
             .and_then(|row| single_number("record_hits", row));
         self.last_used = Instant::now();
         if let Err(e) = &reply {
+            if e.timed_out() {
+                self.members.stalled(generation);
+            }
             if awaits_primary(e) {
                 self.members.lost(generation);
             }

@@ -191,6 +191,8 @@ pub struct LoadReport {
     pub per_instance: HashMap<String, u64>,
     /// 503 responses that did not say when to retry.
     pub without_retry_after: u64,
+    /// The request id nginx gave each 200 (its X-Request-ID header).
+    pub ids_200: Vec<String>,
 }
 
 impl LoadReport {
@@ -264,6 +266,9 @@ fn run_load(
                                     .per_instance
                                     .entry(response.body.trim().to_owned())
                                     .or_default() += 1;
+                                if let Some(id) = response.header("X-Request-ID") {
+                                    report.ids_200.push(id.to_owned());
+                                }
                             }
                         }
                         Err(e) => {
@@ -288,6 +293,7 @@ fn run_load(
         }
         merged.errors.extend(part.errors);
         merged.without_retry_after += part.without_retry_after;
+        merged.ids_200.extend(part.ids_200);
     }
     merged
 }

@@ -5,6 +5,7 @@
 
 mod connections;
 mod counting;
+mod group;
 mod hostile;
 mod http_client;
 mod metrics;

@@ -251,6 +251,116 @@ impl Stack {
         Conn::new(opts).unwrap_or_else(|e| panic!("connect to MySQL as {user}: {e}"))
     }
 
+    /// A stack whose database is a 3-member group (DB_MEMBERS=3).
+    pub fn up_group(test: &str, instances: usize, app_env: &[(&str, &str)]) -> Stack {
+        let mut env = vec![("DB_MEMBERS", "3")];
+        env.extend_from_slice(app_env);
+        Stack::up_with(test, instances, &env)
+    }
+
+    /// Member `i` (from 1) of a group: its mysqld's pid.
+    pub fn member_pid(&self, i: usize) -> u32 {
+        self.pid(&format!("../mysqld-{i}/run/mysqld"))
+    }
+
+    /// Sends `signal` to member `i`'s mysqld; returns its pid.
+    pub fn signal_member(&self, i: usize, signal: &str) -> u32 {
+        let pid = self.member_pid(i);
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid} (mysqld-{i})");
+        pid
+    }
+
+    /// A root connection to member `i`, if it answers within a second.
+    pub fn member_conn(&self, i: usize) -> Option<Conn> {
+        let port = MYSQL_PORT + u16::try_from(i - 1).expect("a member number");
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some("root"))
+            .tcp_connect_timeout(Some(Duration::from_secs(1)))
+            .read_timeout(Some(Duration::from_secs(5)))
+            .db_name(Some("webcluster"));
+        Conn::new(opts).ok()
+    }
+
+    /// Member `i`'s own state and role in the group, as it sees them.
+    pub fn member_role(&self, i: usize) -> Option<(String, String)> {
+        self.member_conn(i)?
+            .query_first(
+                "SELECT MEMBER_STATE, MEMBER_ROLE FROM performance_schema.replication_group_members \
+                  WHERE MEMBER_ID = @@server_uuid",
+            )
+            .ok()?
+    }
+
+    /// The member that is the group's ONLINE primary, if one is.
+    pub fn primary(&self, members: usize) -> Option<usize> {
+        (1..=members).find(|&i| {
+            self.member_role(i)
+                .is_some_and(|(state, role)| state == "ONLINE" && role == "PRIMARY")
+        })
+    }
+
+    /// The counter and rows as member `i` holds them.
+    pub fn member_totals(&self, i: usize) -> Option<Totals> {
+        let (counter, rows): (u64, u64) = self
+            .member_conn(i)?
+            .query_first("SELECT (SELECT hits FROM hit_total), (SELECT COUNT(*) FROM access_log)")
+            .ok()??;
+        Some(Totals { counter, rows })
+    }
+
+    /// Waits until every member is ONLINE and all hold the same counter and
+    /// rows, with counter == rows; returns those totals.
+    pub fn wait_members_agree(&self, members: usize, timeout: Duration) -> Totals {
+        let mut agreed = None;
+        wait_for(
+            timeout,
+            "every member ONLINE, holding the same counter and rows",
+            || {
+                let online = (1..=members).all(|i| {
+                    self.member_role(i)
+                        .is_some_and(|(state, _)| state == "ONLINE")
+                });
+                let totals: Vec<Option<Totals>> =
+                    (1..=members).map(|i| self.member_totals(i)).collect();
+                agreed = totals[0].filter(|t| {
+                    online && t.counter == t.rows && totals.iter().all(|other| *other == Some(*t))
+                });
+                agreed.is_some()
+            },
+        );
+        agreed.expect("members agree")
+    }
+
+    /// How many of `ids` have a row on member `i`, and the most rows any has.
+    pub fn rows_for_ids(&self, i: usize, ids: &[String]) -> (usize, u64) {
+        let mut conn = self.member_conn(i).expect("the member answers");
+        let (mut found, mut most) = (0, 0);
+        for chunk in ids.chunks(500) {
+            let list = chunk
+                .iter()
+                .map(|id| {
+                    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "an id: {id:?}");
+                    format!("'{id}'")
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let counts: Vec<u64> = conn
+                .query(format!(
+                    "SELECT COUNT(*) FROM access_log WHERE request_id IN ({list}) GROUP BY request_id"
+                ))
+                .expect("count rows by request id");
+            found += counts.len();
+            most = most.max(counts.into_iter().max().unwrap_or(0));
+        }
+        (found, most)
+    }
+
     fn pid(&self, server: &str) -> u32 {
         let path = self.dir.join(format!("run/{server}.pid"));
         let text =
