@@ -130,6 +130,8 @@ main() {
   COMPOSE_TOOL=v2 bash tests/compose.sh
   log "the same, up to the first requests, with docker-compose v1.29"
   COMPOSE_TOOL=v1 COMPOSE_STEPS=smoke bash tests/compose.sh
+  log "the same with the database as a group: its primary's container killed under load"
+  COMPOSE_TOOL=v2 COMPOSE_STEPS=group bash tests/compose.sh
   log "Docker Swarm end-to-end test (deploy/swarm/stack.yml)"
   bash tests/swarm.sh
 }

@@ -12,7 +12,10 @@
 #        COMPOSE_HTTP_PORT  host port for nginx (default 18088)
 #        COMPOSE_IMAGES     standins (default) or official (.env.example's
 #                           images, pulled; build containers reach crates.io)
-#        COMPOSE_STEPS      all (default), or smoke: up, curl, down -v only
+#        COMPOSE_STEPS      all (default); smoke: up, curl, down -v only; or
+#                           group: the database as a 3-member group
+#                           (docker-compose.group.yml, one line in .env),
+#                           its primary's container killed under load
 # Prints one "ok - ..." / "not ok - ..." line per check, then a summary.
 set -Eeuo pipefail
 ME=compose
@@ -34,6 +37,8 @@ APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
 PROXY_SUBNET=10.253.88.0/24
 PROXY_IP_RANGE=10.253.88.128/25
 NGINX_PROXY_IP=10.253.88.2
+# The group's members' network (docker-compose.group.yml), likewise.
+BACKEND_NET=10.253.89
 HEALTH_SECONDS=240
 IMAGES=    # standins or official (COMPOSE_IMAGES)
 WORK=      # the user's checkout: a copy of the repository's files
@@ -267,6 +272,9 @@ write_env() {
     -e "s|^PROXY_IP_RANGE=.*|PROXY_IP_RANGE=$PROXY_IP_RANGE|" \
     -e "s|^NGINX_PROXY_IP=.*|NGINX_PROXY_IP=$NGINX_PROXY_IP|" \
     "$WORK/.env"
+  # The README's one step to a group of three.
+  [[ ${COMPOSE_STEPS:-all} != group ]] ||
+    printf 'COMPOSE_FILE=docker-compose.yml:docker-compose.group.yml\nBACKEND_NET=%s\n' "$BACKEND_NET" >>"$WORK/.env"
   # The app reads its password as APP_UID (init-secrets.sh does this for the
   # APP_UID it found in .env; the test's own comes after).
   chown "$APP_UID:$APP_UID" "$WORK/secrets/app_db_password" "$WORK/logs"
@@ -736,6 +744,82 @@ is_execute_only() {
   }
 }
 
+# --- the database group (COMPOSE_STEPS=group) ------------------------------------
+
+GROUP_MEMBERS=(db db2 db3)
+
+# usage: member_sql SERVICE SQL   (root on that member's own loopback)
+member_sql() {
+  compose exec -T "$1" sh -c "$ROOT_SQL" sh "$2"
+}
+
+# usage: member_role SERVICE   (its state and role in the group, as it sees them)
+member_role() {
+  member_sql "$1" "SELECT CONCAT(MEMBER_STATE, ' ', MEMBER_ROLE) FROM performance_schema.replication_group_members
+                    WHERE MEMBER_ID = @@server_uuid" 2>/dev/null
+}
+
+# usage: group_primary   (prints the service that is the ONLINE primary)
+group_primary() {
+  local member
+  for member in "${GROUP_MEMBERS[@]}"; do
+    [[ $(member_role "$member") == "ONLINE PRIMARY" ]] && printf '%s\n' "$member" && return 0
+  done
+  return 1
+}
+
+# usage: members_agree   (every member ONLINE, holding the same counter and
+# rows, with counter == rows; prints them)
+members_agree() {
+  local member totals first=
+  for member in "${GROUP_MEMBERS[@]}"; do
+    [[ $(member_role "$member") == ONLINE\ * ]] || return 1
+    totals=$(member_sql "$member" "SELECT CONCAT((SELECT hits FROM hit_total), ' ', (SELECT COUNT(*) FROM access_log))") ||
+      return 1
+    [[ ${totals% *} == "${totals#* }" ]] || return 1
+    [[ -z $first || $first == "$totals" ]] || return 1
+    first=$totals
+  done
+  printf '%s\n' "$first"
+}
+
+# usage: new_primary_other_than SERVICE
+new_primary_other_than() {
+  local primary
+  primary=$(group_primary) && [[ $primary != "$1" ]]
+}
+
+step_group() {
+  local clients=12 id primary totals bad answered zeros=() marks=()
+  tap_check "the group formed: one ONLINE primary" group_primary
+  totals=$(wait_until 120 "the members to agree" members_agree && members_agree) || totals=
+  tap_check "every member ONLINE with the same counter and rows" test -n "$totals"
+  primary=$(group_primary) || fatal "the group has no primary"
+  mkdir -p "$WORK/load"
+  for ((id = 0; id < clients; id++)); do
+    : >"$WORK/hits/load-$id"
+    zeros+=(0)
+  done
+  log "load: $clients sticky clients; then docker kill of the primary, $primary"
+  for ((id = 0; id < clients; id++)); do load_client "$id" & done
+  wait_until 30 "every client answered" each_client_answered_since 3 "${zeros[@]}" || true
+  docker kill "$(service_ids "$primary")" >/dev/null
+  tap_check "another member takes over as primary" wait_until 60 "a new primary" new_primary_other_than "$primary"
+  for ((id = 0; id < clients; id++)); do marks+=("$(wc -l <"$WORK/hits/load-$id")"); done
+  wait_until 60 "every client answered after the failover" each_client_answered_since 5 "${marks[@]}" || true
+  touch "$WORK/load/stop"
+  wait
+  bad=$(recorded_hits | awk '$1 != 200' | sort | uniq -c)
+  tap_check "no request failed through the failover" tap_expect_equal "non-200 answers" "" "$bad"
+  # docker kill stops a container for good (no restart policy applies): as
+  # an operator would, start it again; it rejoins by itself.
+  docker start "$(service_ids "$primary")" >/dev/null
+  totals=$(wait_until 180 "the killed member to rejoin and catch up" members_agree && members_agree) || totals=
+  answered=$(hits_ok)
+  tap_check "the killed member rejoined: every member holds counter == rows == the 200s ($answered)" \
+    tap_expect_equal "counter and rows on each member" "$answered $answered" "$totals"
+}
+
 step_down_v() {
   compose down -v --timeout 20 >"$WORK/down-v.log" 2>&1 || fatal "down -v failed"
   tap_check "down -v removes the project's containers" \
@@ -761,6 +845,7 @@ main() {
   vendor_if_offline
   step_up
   step_curl
+  [[ ${COMPOSE_STEPS:-all} != group ]] || step_group
   if [[ ${COMPOSE_STEPS:-all} == all ]]; then
     step_hardening
     step_metrics

@@ -58,6 +58,12 @@ impl DbError {
         matches!(self, DbError::Server { code, .. } if super::retry::RETRYABLE.contains(code))
     }
 
+    /// The connection broke or could not be made, as opposed to the server
+    /// answering with a refusal.
+    pub fn broke_connection(&self) -> bool {
+        matches!(self, DbError::Unavailable(_) | DbError::OutcomeUnknown(_))
+    }
+
     /// Whether the connection it came from is still usable.
     pub(super) fn connection_survives(&self) -> bool {
         matches!(self, DbError::Server { .. } | DbError::UnexpectedReply(_))

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts};
 
-use super::pool::{CheckoutError, timed_out};
+use super::pool::CheckoutError;
 use super::{DbError, DbSettings, connect};
 use crate::telemetry::metrics::metrics;
 
@@ -36,10 +36,11 @@ pub const NOT_PRIMARY: [u16; 5] = [
 /// is gone costs one connect timeout, not one per search.
 const RECENT_FAILURE: Duration = Duration::from_secs(2);
 
-/// A member that did not answer in time (frozen, or its host gone quiet) is
-/// not tried at all for this long while another member answers: the group
-/// is alive without it, and each try would cost a read timeout.
-const STALLED: Duration = Duration::from_secs(15);
+/// A member that could not be reached, or did not answer in time (frozen,
+/// its host gone, its name no longer resolving), is not tried at all for
+/// this long while another member answers: the group is alive without it,
+/// and each try could cost a timeout.
+const UNREACHED: Duration = Duration::from_secs(15);
 
 /// One member: where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +81,9 @@ struct State {
 #[derive(Clone, Copy)]
 struct Failure {
     at: Instant,
-    /// It did not answer in time, as opposed to refusing.
-    stalled: bool,
+    /// It was not reached, or did not answer in time, as opposed to
+    /// answering that it is not the primary.
+    unreached: bool,
 }
 
 impl Members {
@@ -115,13 +117,20 @@ impl Members {
         let mut last_error = CheckoutError::NoPrimary(self.list.len());
         let mut another_answered = false;
         for i in self.search_order() {
-            if another_answered && self.stalled_lately(i) {
+            if another_answered && self.unreached_lately(i) {
                 continue;
             }
             let mut conn = match Conn::new(self.opts[i].clone()) {
                 Ok(conn) => conn,
+                // A refusal at login (offline mode, say) is an answer.
+                Err(e @ mysql::Error::MySqlError(_)) => {
+                    self.failed(i, false);
+                    another_answered = true;
+                    last_error = CheckoutError::Connect(e);
+                    continue;
+                }
                 Err(e) => {
-                    self.failed(i, timed_out(&e));
+                    self.failed(i, true);
                     last_error = CheckoutError::Connect(e);
                     continue;
                 }
@@ -136,7 +145,7 @@ impl Members {
                         continue;
                     }
                     Err(e) => {
-                        self.failed(i, timed_out(&e));
+                        self.failed(i, true);
                         last_error = CheckoutError::Connect(e);
                         continue;
                     }
@@ -148,16 +157,16 @@ impl Members {
         Err(last_error)
     }
 
-    /// The primary of `generation` failed a call as a lost primary would:
-    /// the next connection looks for it again.
-    pub fn lost(&self, generation: u64) {
+    /// The primary of `generation` failed a call as a lost primary would
+    /// (`unreached`: its connection broke, rather than it refusing): the next
+    /// connection looks for it again.
+    pub fn lost(&self, generation: u64, unreached: bool) {
         let mut state = self.lock();
         if self.generation() == generation {
             if let Some(i) = state.primary.take() {
-                let stalled = state.failed_at[i].is_some_and(|f| f.stalled);
                 state.failed_at[i] = Some(Failure {
                     at: Instant::now(),
-                    stalled,
+                    unreached,
                 });
                 log::warn!("lost the database primary {}: looking for it", self.list[i]);
             }
@@ -175,23 +184,15 @@ impl Members {
         order
     }
 
-    fn failed(&self, i: usize, stalled: bool) {
+    fn failed(&self, i: usize, unreached: bool) {
         self.lock().failed_at[i] = Some(Failure {
             at: Instant::now(),
-            stalled,
+            unreached,
         });
     }
 
-    fn stalled_lately(&self, i: usize) -> bool {
-        self.lock().failed_at[i].is_some_and(|f| f.stalled && f.at.elapsed() < STALLED)
-    }
-
-    /// A connection to the primary broke by a timeout: its member stalled.
-    pub fn stalled(&self, generation: u64) {
-        let primary = self.lock().primary;
-        if let Some(i) = primary.filter(|_| self.generation() == generation) {
-            self.failed(i, true);
-        }
+    fn unreached_lately(&self, i: usize) -> bool {
+        self.lock().failed_at[i].is_some_and(|f| f.unreached && f.at.elapsed() < UNREACHED)
     }
 
     fn found(&self, i: usize, generation: u64) {
@@ -385,11 +386,12 @@ mod tests {
         members.found(2, members.generation());
         assert_eq!(members.search_order(), vec![2, 1, 0]);
         let generation = members.generation();
-        members.lost(generation);
+        members.lost(generation, true);
         assert_eq!(members.generation(), generation + 1);
         assert_eq!(members.search_order(), vec![1, 0, 2]);
+        assert!(members.unreached_lately(2));
         // A loss reported for an older generation changes nothing.
-        members.lost(generation);
+        members.lost(generation, true);
         assert_eq!(members.generation(), generation + 1);
     }
 }

@@ -93,7 +93,7 @@ impl Pool {
                 }
                 Err(error) => error,
             };
-            self.members.lost(idle.generation);
+            self.members.lost(idle.generation, true);
             // The others went with it; pinging each in turn could cost a read
             // timeout apiece on an unreachable host. Closed outside the lock.
             let dead = std::mem::take(&mut self.lock().idle);

@@ -62,11 +62,8 @@ impl BatchWriter {
             .and_then(|row| single_number("record_hits", row));
         self.last_used = Instant::now();
         if let Err(e) = &reply {
-            if e.timed_out() {
-                self.members.stalled(generation);
-            }
             if awaits_primary(e) {
-                self.members.lost(generation);
+                self.members.lost(generation, e.broke_connection());
             }
             if awaits_primary(e) || !e.connection_survives() {
                 self.conn = None;
@@ -86,7 +83,7 @@ impl BatchWriter {
             Some(primary) => {
                 let alive = !stale || primary.conn.ping().is_ok();
                 if !alive {
-                    self.members.lost(primary.generation);
+                    self.members.lost(primary.generation, true);
                 }
                 alive
             }
