@@ -1,37 +1,11 @@
 #!/usr/bin/env bash
-# Shared helpers for the project's scripts. Sourced, never executed.
+# Shared helpers for the project's scripts run on a host: processes, pid
+# files, containers, compose, .env. Sourced, never executed; brings in
+# lib-core.sh (log, warn, die, wait_until, secret_file, sql_string) too.
 # shellcheck disable=SC2034  # variables here are used by the scripts that source this file
 
-# usage: log "message"   (timestamped, to stderr, tagged with the calling script)
-log() {
-  printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "${ME:-${0##*/}}" "$*" >&2
-}
-
-# usage: warn "message"
-warn() {
-  log "warning: $*"
-}
-
-# usage: die "message"   (exits 1)
-die() {
-  log "error: $*"
-  exit 1
-}
-
-# usage: wait_until SECONDS "what we wait for" command [args...]
-# Polls the command every 0.2 s until it succeeds; fails after SECONDS.
-wait_until() {
-  local seconds=$1 what=$2 deadline
-  deadline=$((SECONDS + seconds))
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      log "timed out after $seconds s waiting for: $what"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
+# shellcheck source=scripts/lib-core.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-core.sh"
 
 # usage: answers_or_exited PIDFILE COMMAND [ARGS...]   (true once the process
 # PIDFILE names has exited, or COMMAND succeeds: whether a server that is
@@ -188,21 +162,6 @@ raise_open_file_limit() {
   hard=$(ulimit -Hn)
   [[ $hard == unlimited ]] || ((hard >= want)) || want=$hard
   ulimit -n "$want" 2>/dev/null && ((want >= $2))
-}
-
-# usage: secret_file FILE   (prints FILE's contents without trailing line
-# breaks, as the app reads DB_PASSWORD_FILE)
-secret_file() {
-  local value
-  value=$(<"$1")
-  while [[ $value == *[$'\r\n'] ]]; do value=${value%?}; done
-  printf '%s' "$value"
-}
-
-# usage: sql_string TEXT   (TEXT as an SQL string literal written as its
-# bytes, X'...', so a password needs no quoting)
-sql_string() {
-  printf "CONVERT(X'%s' USING utf8mb4)" "$(printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n')"
 }
 
 # usage: require_root "why"

@@ -3,7 +3,7 @@
 # Kubernetes manifests ship live there as copies of their one source:
 #   deploy/kubernetes/nginx.conf, nginx-conf.sh   nginx.conf and scripts/nginx-conf.sh
 #                                    (nginx.yaml's environment holds the cluster's settings)
-#   deploy/kubernetes/schema/        scripts/apply-sql.sh, scripts/lib.sh, sql/*.sql,
+#   deploy/kubernetes/schema/        scripts/apply-sql.sh, scripts/lib-core.sh, sql/*.sql,
 #                                    scripts/db-member.sh (deploy/kubernetes-group/'s members)
 #
 # usage: scripts/sync-deploy.sh           write them
@@ -21,7 +21,7 @@ each_copy() {
   local file
   "$1" "$REPO/nginx.conf" "$K8S/nginx.conf"
   "$1" "$REPO/scripts/nginx-conf.sh" "$K8S/nginx-conf.sh"
-  for file in "$REPO"/scripts/apply-sql.sh "$REPO"/scripts/lib.sh "$REPO"/scripts/db-member.sh "$REPO"/sql/*.sql; do
+  for file in "$REPO"/scripts/apply-sql.sh "$REPO"/scripts/lib-core.sh "$REPO"/scripts/db-member.sh "$REPO"/sql/*.sql; do
     "$1" "$file" "$K8S/schema/${file##*/}"
   done
 }

@@ -268,7 +268,7 @@ def schema_job_ships_sql(docs):
     for v in spec.get("volumes", []):
         if "configMap" in v and v["configMap"]["name"] in maps:
             mounted |= set(maps[v["configMap"]["name"]].get("data", {}))
-    wanted = {"apply-sql.sh", "lib.sh"} | {f for f in os.listdir(os.path.join(REPO, "sql")) if f.endswith(".sql")}
+    wanted = {"apply-sql.sh", "lib-core.sh"} | {f for f in os.listdir(os.path.join(REPO, "sql")) if f.endswith(".sql")}
     return [] if wanted <= mounted else [f"the Job lacks {sorted(wanted - mounted)}"]
 
 
@@ -340,8 +340,8 @@ def members_run_the_agent(docs):
         name = (v.get("configMap") or {}).get("name")
         if name in maps and mounts.get(v["name"]) == os.path.dirname(MEMBER_SCRIPT):
             shipped |= set(maps[name].get("data", {}))
-    if not {"db-member.sh", "lib.sh"} <= shipped:
-        problems.append(f"{os.path.dirname(MEMBER_SCRIPT)} holds {sorted(shipped)}, not db-member.sh and lib.sh")
+    if not {"db-member.sh", "lib-core.sh"} <= shipped:
+        problems.append(f"{os.path.dirname(MEMBER_SCRIPT)} holds {sorted(shipped)}, not db-member.sh and lib-core.sh")
     return problems
 
 

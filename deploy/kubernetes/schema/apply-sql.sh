@@ -18,8 +18,8 @@
 set -Eeuo pipefail
 ME=apply-sql
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
-# shellcheck source=scripts/lib.sh
-source "$HERE/lib.sh"
+# shellcheck source=scripts/lib-core.sh
+source "$HERE/lib-core.sh"
 SQL_DIR=$(readlink -f "$HERE/../sql")
 
 # usage: sql_secret NAME   (prints $NAME, or the contents of the file named by

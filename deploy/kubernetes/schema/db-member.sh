@@ -28,8 +28,8 @@
 set -Eeuo pipefail
 ME=db-member
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
-# shellcheck source=scripts/lib.sh
-source "$HERE/lib.sh"
+# shellcheck source=scripts/lib-core.sh
+source "$HERE/lib-core.sh"
 
 DEFAULT_GROUP_NAME=6c9c1f0e-3b1d-4f6a-9d2e-5a7b8c0d1e2f
 # Failure detection and safety (docs/design.md explains each choice):
