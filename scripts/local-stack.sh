@@ -21,6 +21,8 @@
 #   HTTP/2 on HTTPS_PORT (8443), and HTTP_PORT redirects there. The
 #   certificate is the stack's tls/tls.crt and tls/tls.key: self-signed for
 #   localhost and 127.0.0.1, made on the first `up` with TLS=on)  HSTS (off)
+#   TRUSTED_BALANCERS (none; with TLS=off, whose X-Forwarded-Proto nginx passes
+#   on: read whenever nginx.conf is rendered, not recorded)
 #   DB_MEMBERS (1: one MySQL server; 3: a Group Replication group whose member
 #   i listens on MYSQL_PORT + i - 1, the app given all of them; the root
 #   filesystem's mysqld only)

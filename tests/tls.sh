@@ -19,7 +19,9 @@
 #     that stall half-way through a ClientHello) hurts no other client, and
 #     the stalled handshakes end at client_header_timeout (10 s);
 #   - a new certificate and key, then a reload under load: no failed request,
-#     the new certificate served, the counter still exact.
+#     the new certificate served, the counter still exact;
+#   - TLS=off (behind a balancer that terminates TLS): plain HTTP, and the
+#     balancer's X-Forwarded-Proto reaches the app from TRUSTED_BALANCERS only.
 #
 # usage: tests/tls.sh   (as root; one "ok - ..." / "not ok - ..." per check)
 set -Eeuo pipefail
@@ -451,6 +453,36 @@ served_cert_is() {
   [[ $($CLIENTS cert localhost "$HTTPS_PORT" "$1") == "$2" ]]
 }
 
+# usage: proxied_cookie   (the internal_ip Set-Cookie line of HEAD / over
+# plain HTTP, sent as a balancer would, X-Forwarded-Proto: https; HEAD
+# counts nothing)
+proxied_cookie() {
+  curl -sS -m 20 -I -H 'X-Forwarded-Proto: https' "http://127.0.0.1:$HTTP_PORT/" | tr -d '\r' |
+    grep -i '^set-cookie: internal_ip=' || true
+}
+
+# usage: proxied_cookie_is secure|plain
+proxied_cookie_is() {
+  local line
+  line=$(proxied_cookie)
+  [[ -n $line ]] || return 1
+  if [[ $1 == secure ]]; then [[ $line == *Secure* ]]; else [[ $line != *Secure* ]]; fi
+}
+
+step_tls_off() {
+  TLS=off TRUSTED_BALANCERS=none stack reload >>"$WORK/reload.log" 2>&1
+  tap_check "TLS=off: plain HTTP answers 200 on HTTP_PORT" wait_until 20 "plain HTTP" http_healthz_ok
+  tap_check "TLS=off: a client's X-Forwarded-Proto: https is not believed (no Secure cookie)" \
+    proxied_cookie_is plain
+  TLS=off TRUSTED_BALANCERS=127.0.0.1/32 stack reload >>"$WORK/reload.log" 2>&1
+  tap_check "TLS=off with the sender in TRUSTED_BALANCERS: the app's cookie is Secure" \
+    wait_until 20 "a Secure cookie" proxied_cookie_is secure
+}
+
+http_healthz_ok() {
+  [[ $(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz") == 200 ]]
+}
+
 main() {
   require_root "the local stack runs MySQL and nginx in a chroot"
   local tool
@@ -469,6 +501,7 @@ main() {
   step_browser
   step_hostile
   step_rotation
+  step_tls_off
   tap_summary tls
 }
 
