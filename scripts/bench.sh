@@ -199,7 +199,9 @@ bench_at() {
 }
 
 # usage: bench_tls on|off   (nginx reloaded with TLS on or off, the URL to
-# match; waits until nginx answers the new way: https, or plain HTTP 200)
+# match; waits until nginx answers the new way: its own /nginx-health, since
+# the app instances may be stopped, over https, or over plain HTTP with the
+# HTTPS port closed)
 bench_tls() {
   local out
   out=$(TLS=$1 "$HERE/local-stack.sh" reload 2>&1) || die "reloading nginx with TLS=$1 failed: $out"
@@ -208,11 +210,18 @@ bench_tls() {
   else
     URL=$HTTP_URL
   fi
-  wait_until 20 "nginx with TLS=$1" _bench_healthz_ok || die "nginx did not answer $URL/healthz after the reload"
+  wait_until 20 "nginx with TLS=$1" _bench_nginx_is "$1" || die "nginx did not answer as with TLS=$1 after the reload"
 }
 
-_bench_healthz_ok() {
-  [[ $(curl -sk -o /dev/null -w '%{http_code}' -m 2 "$URL/healthz") == 200 ]]
+# usage: _bench_nginx_is on|off
+_bench_nginx_is() {
+  local https
+  https=$(curl -sk -o /dev/null -w '%{http_code}' -m 2 "$HTTPS_URL/nginx-health" || true)
+  if [[ $1 == on ]]; then
+    [[ $https == 200 ]]
+  else
+    [[ $https == 000 && $(curl -s -o /dev/null -w '%{http_code}' -m 2 "$HTTP_URL/nginx-health") == 200 ]]
+  fi
 }
 
 # usage: bench_tls_at CONNECTIONS   (GET / over https and over http, in
