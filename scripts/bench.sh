@@ -11,9 +11,14 @@
 # instances restarted for each. Prints requests/s, p50, p99, the mean batch
 # the app committed and the ratios; stops with an error on any non-2xx
 # answer or counter != rows.
+# Then HTTPS at nginx (TLS=on; nginx reloaded between the two, the app
+# instances restarted for each run as above), at BENCH_TLS_CONNECTIONS:
+#   - GET / over https with keep-alive beside GET / over http, in turns;
+#   - the handshake's cost: new connections per second (GET /healthz with
+#     Connection: close) over https beside http.
 # usage: scripts/bench.sh   (as root)
 # env:   BENCH_SECONDS (10)  BENCH_CONNECTIONS ("32 64")  BENCH_INSTANCES (3)
-#        BENCH_ROUNDS (2)
+#        BENCH_ROUNDS (2)  BENCH_TLS_CONNECTIONS (64)
 set -Eeuo pipefail
 ME=bench
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -25,8 +30,12 @@ ROUNDS=${BENCH_ROUNDS:-2}
 read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-32 64}"
 INSTANCES=${BENCH_INSTANCES:-3}
 # A stack of its own, away from the default stack's and the tests' addresses.
-export STACK_NAME=bench HTTP_PORT=18090 MYSQL_PORT=13308 DNS_PORT=15354 APP_NET=127.0.3
-URL=http://127.0.0.1:$HTTP_PORT
+export STACK_NAME=bench HTTP_PORT=18090 HTTPS_PORT=18493 MYSQL_PORT=13308 DNS_PORT=15354 APP_NET=127.0.3
+HTTP_URL=http://127.0.0.1:$HTTP_PORT
+HTTPS_URL=https://127.0.0.1:$HTTPS_PORT
+# Where wrk sends its requests: plain HTTP but for the HTTPS runs.
+URL=$HTTP_URL
+TLS_CONNECTIONS=${BENCH_TLS_CONNECTIONS:-64}
 ROW='%-6s %-34s %9s %9s %9s %8s %7s\n'
 
 bench_check_args() {
@@ -34,7 +43,7 @@ bench_check_args() {
   for name in SECONDS_EACH INSTANCES ROUNDS; do
     [[ ${!name} =~ ^[1-9][0-9]{0,3}$ ]] || die "$name must be a whole number from 1 to 9999, got: ${!name}"
   done
-  for value in "${CONNECTIONS[@]}"; do
+  for value in "${CONNECTIONS[@]}" "$TLS_CONNECTIONS"; do
     [[ $value =~ ^[1-9][0-9]{0,3}$ ]] || die "BENCH_CONNECTIONS must list whole numbers, got: $value"
   done
 }
@@ -71,10 +80,11 @@ _bench_gone() {
   done
 }
 
-# usage: bench_wrk CONNECTIONS PATH   (prints "req/s p50_ms p99_ms non-2xx")
+# usage: bench_wrk CONNECTIONS PATH [wrk args...]   (prints "req/s p50_ms
+# p99_ms non-2xx")
 bench_wrk() {
   local out threads=$(($1 < 2 ? 1 : 2))
-  out=$(wrk -t"$threads" -c"$1" -d"${SECONDS_EACH}s" --latency "$URL$2")
+  out=$(wrk -t"$threads" -c"$1" -d"${SECONDS_EACH}s" --latency "${@:3}" "$URL$2")
   awk 'function ms(v) {
          if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0
          if (v ~ /s$/) return v * 1000; return v }
@@ -188,6 +198,60 @@ bench_at() {
   bench_ratio "group commit : /healthz" "${batched[0]}" "${health[0]}"
 }
 
+# usage: bench_tls on|off   (nginx reloaded with TLS on or off, the URL to
+# match; waits until nginx answers the new way: its own /nginx-health, since
+# the app instances may be stopped, over https, or over plain HTTP with the
+# HTTPS port closed)
+bench_tls() {
+  local out
+  out=$(TLS=$1 "$HERE/local-stack.sh" reload 2>&1) || die "reloading nginx with TLS=$1 failed: $out"
+  if [[ $1 == on ]]; then
+    URL=$HTTPS_URL
+  else
+    URL=$HTTP_URL
+  fi
+  wait_until 20 "nginx with TLS=$1" _bench_nginx_is "$1" || die "nginx did not answer as with TLS=$1 after the reload"
+}
+
+# usage: _bench_nginx_is on|off
+_bench_nginx_is() {
+  local https
+  https=$(curl -sk -o /dev/null -w '%{http_code}' -m 2 "$HTTPS_URL/nginx-health" || true)
+  if [[ $1 == on ]]; then
+    [[ $https == 200 ]]
+  else
+    [[ $https == 000 && $(curl -s -o /dev/null -w '%{http_code}' -m 2 "$HTTP_URL/nginx-health") == 200 ]]
+  fi
+}
+
+# usage: bench_tls_at CONNECTIONS   (GET / over https and over http, in
+# turns, ROUNDS runs each; then new connections per second over each)
+bench_tls_at() {
+  local c=$1 round order plain=() tls=() p t hp ht
+  for ((round = 0; round < ROUNDS; round++)); do
+    for order in $( ((round % 2 == 0)) && echo "https http" || echo "http https"); do
+      case $order in
+        https) bench_tls on && tls+=("$(bench_hits "$c")") ;;
+        http) bench_tls off && plain+=("$(bench_hits "$c")") ;;
+      esac
+    done
+  done
+  read -r -a t <<<"$(bench_mean "${tls[@]}")"
+  read -r -a p <<<"$(bench_mean "${plain[@]}")"
+  bench_stack
+  bench_tls on
+  read -r -a ht <<<"$(bench_wrk "$c" /healthz -H 'Connection: close')"
+  bench_tls off
+  read -r -a hp <<<"$(bench_wrk "$c" /healthz -H 'Connection: close')"
+  bench_stop_apps
+  bench_row "$c" "GET / over https (keep-alive)" "${t[@]}"
+  bench_row "$c" "GET / over http (keep-alive)" "${p[@]}"
+  bench_row "$c" "new connections/s, https (/healthz)" "${ht[@]}"
+  bench_row "$c" "new connections/s, http (/healthz)" "${hp[@]}"
+  bench_ratio "GET / https : http (target >= 0.80)" "${t[0]}" "${p[0]}"
+  bench_ratio "new connections/s https : http" "${ht[0]}" "${hp[0]}"
+}
+
 bench_cleanup() {
   "$HERE/local-stack.sh" purge >/dev/null 2>&1 || warn "could not purge the bench stack"
 }
@@ -214,6 +278,7 @@ main() {
   bench_row 1 "GET / (group commit)" "${batched[@]}"
   bench_row 1 "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
   bench_ratio "p50 group commit : p50 HIT_BATCH_MAX=1" "${batched[1]}" "${single[1]}"
+  bench_tls_at "$TLS_CONNECTIONS"
   printf 'counter == access_log rows after every run\n'
 }
 

@@ -7,6 +7,12 @@
 #                                account (docker-compose.group.yml)
 #   .env                         from .env.example, with APP_UID/APP_GID set
 #                                to yours, plus SECRETS_DIR=./secrets
+#   secrets/tls.crt, tls.key     nginx's certificate: self-signed (ECDSA P-256)
+#                                for localhost and 127.0.0.1, the key mode
+#                                0600, where .env's TLS_CERT_FILE and
+#                                TLS_KEY_FILE name no file yet; a certificate
+#                                of your own there is never touched
+#   acme/                        the webroot nginx serves the ACME challenge from
 # The app container runs as APP_UID and reads its password file: run as root,
 # this hands that file (and logs/) to APP_UID; otherwise they are yours.
 #
@@ -20,6 +26,8 @@ REPO=$(dirname "$HERE")
 SECRETS=$REPO/secrets
 ENV_FILE=$REPO/.env
 NAMES=(mysql_root_password app_db_password repl_password)
+# The generated certificate's lifetime.
+CERT_DAYS=365
 
 # usage: new_secret FILE   (32 random hex digits, mode 0600, written whole or not at all)
 new_secret() {
@@ -71,6 +79,32 @@ make_env() {
   fi
 }
 
+# usage: repo_path PATH   (a path from .env, relative to the repository as
+# Compose reads it)
+repo_path() {
+  case $1 in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s/%s\n' "$REPO" "${1#./}" ;;
+  esac
+}
+
+# nginx's certificate and key, where .env names them: made when neither
+# exists, kept when both do; one without the other is a mistake to report,
+# not to repair by overwriting.
+make_certificate() {
+  local cert key
+  cert=$(repo_path "$(env_value TLS_CERT_FILE ./secrets/tls.crt)")
+  key=$(repo_path "$(env_value TLS_KEY_FILE ./secrets/tls.key)")
+  if [[ -e $cert && -e $key ]]; then
+    log "kept the certificate $cert and its key $key"
+    return 0
+  fi
+  [[ ! -e $cert && ! -e $key ]] ||
+    die "one of $cert and $key exists without the other: put both there (or remove the one) and run this again"
+  new_certificate "$cert" "$key" "$CERT_DAYS"
+  log "created a self-signed certificate for localhost and 127.0.0.1: $cert (key: $key)"
+}
+
 # The app reads its password as APP_UID, and writes logs/ as APP_UID.
 hand_to_app() {
   local uid gid
@@ -89,6 +123,8 @@ main() {
   (($# == 0)) || die "usage: $0   (takes no arguments)"
   make_secrets
   make_env
+  make_certificate
+  mkdir -p "$REPO/acme"
   hand_to_app
   log "ready: docker compose up -d --build"
 }

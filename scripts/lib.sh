@@ -171,3 +171,32 @@ require_root() {
 
 # The cache lives outside the repository so a fresh clone reuses it.
 WEBCLUSTER_CACHE=${WEBCLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/webcluster}
+
+# usage: new_certificate CERT KEY DAYS   (a self-signed ECDSA P-256
+# certificate for localhost and 127.0.0.1, valid DAYS, and its key, mode
+# 0600; neither file may exist. A leaf that is its own issuer: a client
+# trusts it by taking it as its CA, e.g. curl --cacert CERT.)
+new_certificate() {
+  local cert=$1 key=$2 tmp
+  command -v openssl >/dev/null || die "openssl is needed to create a certificate (apt-get install openssl)"
+  mkdir -p "$(dirname "$cert")" "$(dirname "$key")"
+  tmp=$(mktemp -d "$(dirname "$key")/.tls.XXXXXX")
+  chmod 700 "$tmp"
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 \
+    -days "$3" -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+    -addext "keyUsage=critical,digitalSignature,keyCertSign" \
+    -addext "extendedKeyUsage=serverAuth" \
+    -keyout "$tmp/key" -out "$tmp/cert" 2>"$tmp/log" || {
+    cat "$tmp/log" >&2
+    rm -rf "$tmp"
+    die "openssl could not create a certificate"
+  }
+  chmod 600 "$tmp/key"
+  chmod 644 "$tmp/cert"
+  # The key first: the certificate is never there without it.
+  mv -n "$tmp/key" "$key"
+  mv -n "$tmp/cert" "$cert"
+  rm -rf "$tmp"
+}

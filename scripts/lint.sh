@@ -105,12 +105,23 @@ main() {
   actionlint .github/workflows/*.yml
   log "zizmor ($(zizmor --version))"
   zizmor --quiet --offline --config .github/zizmor.yml .github/workflows
-  log "gixy nginx.conf (rendered with its defaults)"
-  local rendered
-  rendered=$(mktemp --suffix=.conf)
-  sh scripts/nginx-conf.sh render nginx.conf "$rendered"
-  gixy "$rendered" || { rm -f "$rendered"; return 1; }
-  rm -f "$rendered"
+  gixy_renderings
 }
 
-main "$@"
+# gixy on nginx.conf as a deployment renders it: TLS on (the default) with
+# HSTS, as with a real certificate; TLS on without it, as for the generated
+# localhost certificate (so the HSTS check is the one skipped); TLS off.
+gixy_renderings() {
+  local rendered settings status=0 skip=()
+  rendered=$(mktemp --suffix=.conf)
+  for settings in "HSTS=on" "HSTS=off" "TLS=off TRUSTED_BALANCERS=10.0.0.0/8"; do
+    skip=()
+    [[ $settings != HSTS=off ]] || skip=(--skips hsts_header)
+    log "gixy nginx.conf rendered with $settings ${skip[*]}"
+    # shellcheck disable=SC2086  # NAME=VALUE words for env
+    env $settings sh scripts/nginx-conf.sh render nginx.conf "$rendered" &&
+      gixy "${skip[@]}" "$rendered" || status=1
+  done
+  rm -f "$rendered"
+  return "$status"
+}

@@ -11,8 +11,18 @@
 #        scripts/local-stack.sh status   one line per server (exit 3 if one is stopped)
 #        scripts/local-stack.sh mysql [--member I] [client args...]   mysql client as
 #                                        root, on the primary (or member I) of a group
+#        scripts/local-stack.sh reload   nginx re-reads its certificate and key
+#                                        (replace them first) and nginx.conf, rendered
+#                                        with the settings given (HSTS=on ...),
+#                                        dropping no connection
 #        scripts/local-stack.sh dir      print the stack's directory
 # env (optional): STACK_NAME (default)  HTTP_PORT (8080)  MYSQL_PORT (13306)
+#   TLS (off: plain HTTP on HTTP_PORT, as the e2e tests speak; on: HTTPS with
+#   HTTP/2 on HTTPS_PORT (8443), and HTTP_PORT redirects there. The
+#   certificate is the stack's tls/tls.crt and tls/tls.key: self-signed for
+#   localhost and 127.0.0.1, made on the first `up` with TLS=on)  HSTS (off)
+#   TRUSTED_BALANCERS (none; with TLS=off, whose X-Forwarded-Proto nginx passes
+#   on: read whenever nginx.conf is rendered, not recorded)
 #   DB_MEMBERS (1: one MySQL server; 3: a Group Replication group whose member
 #   i listens on MYSQL_PORT + i - 1, the app given all of them; the root
 #   filesystem's mysqld only)
@@ -41,7 +51,9 @@ DB_NAME=webcluster
 # The app's account: passed to apply-sql.sh and to the app, and recorded.
 APP_USER=webcluster_app
 # Settings recorded in stack.env (besides the paths and INSTANCES).
-SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE COOKIE_TTL_SECONDS DB_MEMBERS)
+SETTINGS=(HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT APP_NET APP_BIN MYSQL_IMAGE NGINX_IMAGE COOKIE_TTL_SECONDS DB_MEMBERS TLS HTTPS_PORT HSTS)
+# The generated certificate's lifetime.
+TLS_CERT_DAYS=365
 APP_START_SECONDS=30
 # A new group elects its primary within about 20 s; a single server is up already.
 DB_GROUP_FORM_SECONDS=120
@@ -95,6 +107,9 @@ stack_settings() {
   NGINX_IMAGE=${NGINX_IMAGE:-$(_stack_saved NGINX_IMAGE "")}
   COOKIE_TTL_SECONDS=${COOKIE_TTL_SECONDS:-$(_stack_saved COOKIE_TTL_SECONDS 300)}
   DB_MEMBERS=${DB_MEMBERS:-$(_stack_saved DB_MEMBERS 1)}
+  TLS=${TLS:-$(_stack_saved TLS off)}
+  HTTPS_PORT=${HTTPS_PORT:-$(_stack_saved HTTPS_PORT 8443)}
+  HSTS=${HSTS:-$(_stack_saved HSTS off)}
   _stack_validate
   _stack_forget_old_pids
   mysql_configure "$ROOTFS" "" "$MYSQL_IMAGE" "webcluster-$STACK_NAME-mysqld"
@@ -128,13 +143,15 @@ _stack_forget_old_pids() {
 
 _stack_validate() {
   local name
-  for name in HTTP_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT; do
+  for name in HTTP_PORT HTTPS_PORT MYSQL_PORT DNS_PORT APP_PORT METRICS_PORT; do
     _stack_is_port "${!name}" || die "$name must be a TCP port (1-65535), got: ${!name}"
   done
   # Only loopback: instances bind APP_NET.2, APP_NET.3, ...
   _stack_is_loopback_net "$APP_NET" ||
     die "APP_NET must be the first three octets of a 127.0.0.0/8 address (e.g. 127.0.0), got: $APP_NET"
   [[ $DB_MEMBERS =~ ^[1-9]$ ]] || die "DB_MEMBERS must be 1 (one server) or a group's size (3), got: $DB_MEMBERS"
+  [[ $TLS == on || $TLS == off ]] || die "TLS must be on or off, got: $TLS"
+  [[ $HSTS == on || $HSTS == off ]] || die "HSTS must be on or off, got: $HSTS"
 }
 
 _stack_is_port() {
@@ -304,18 +321,48 @@ _stack_dns_start() {
 # usage: stack_nginx_render   (the repository's nginx.conf with this stack's
 # addresses, ports and paths, through the one renderer every deployment uses)
 stack_nginx_render() {
-  NGINX_LISTEN=127.0.0.1:$HTTP_PORT NGINX_RESOLVER=127.0.0.1:$DNS_PORT \
-    NGINX_UPSTREAM=app:$APP_PORT NGINX_PROXY_BIND=$(stack_nginx_ip) \
-    NGINX_ACCESS_LOG=$(rootfs_path "$NGINX_ROOT" "$LOG_DIR/nginx-access.log") \
-    COOKIE_TTL_SECONDS=$COOKIE_TTL_SECONDS \
+  env "NGINX_LISTEN=127.0.0.1:$HTTP_PORT" "NGINX_RESOLVER=127.0.0.1:$DNS_PORT" \
+    "NGINX_UPSTREAM=app:$APP_PORT" "NGINX_PROXY_BIND=$(stack_nginx_ip)" \
+    "NGINX_ACCESS_LOG=$(rootfs_path "$NGINX_ROOT" "$LOG_DIR/nginx-access.log")" \
+    "COOKIE_TTL_SECONDS=$COOKIE_TTL_SECONDS" "TLS=$TLS" "HSTS=$HSTS" \
+    "NGINX_HTTPS_LISTEN=127.0.0.1:$HTTPS_PORT" "HTTPS_PORT=$HTTPS_PORT" \
+    "NGINX_TLS_CERT=$(rootfs_path "$NGINX_ROOT" "$STACK_DIR/tls/tls.crt")" \
+    "NGINX_TLS_KEY=$(rootfs_path "$NGINX_ROOT" "$STACK_DIR/tls/tls.key")" \
+    "NGINX_ACME_ROOT=$(rootfs_path "$NGINX_ROOT" "$STACK_DIR/acme")" \
     sh "$HERE/nginx-conf.sh" render "$REPO/nginx.conf" "$STACK_DIR/nginx.conf" ||
     die "cannot render nginx.conf for stack '$STACK_NAME'"
+}
+
+# usage: stack_tls_files   (TLS=on: the stack's certificate and key, made
+# when neither exists; the ACME webroot)
+stack_tls_files() {
+  local cert=$STACK_DIR/tls/tls.crt key=$STACK_DIR/tls/tls.key
+  [[ $TLS == on ]] || return 0
+  mkdir -p "$STACK_DIR/acme"
+  [[ -e $cert && -e $key ]] && return 0
+  [[ ! -e $cert && ! -e $key ]] || die "$cert or $key is missing: put both back, or remove the other"
+  new_certificate "$cert" "$key" "$TLS_CERT_DAYS"
+  log "created a self-signed certificate for localhost and 127.0.0.1: $cert"
+}
+
+# usage: stack_reload   (nginx.conf rendered again, with the settings given
+# now, e.g. HSTS=on; then SIGHUP: nginx re-reads it, the certificate and the
+# key; old workers finish their requests, no connection is dropped)
+stack_reload() {
+  local pidfile=$RUN_DIR/nginx.pid
+  pid_alive "$pidfile" || die "nginx of stack '$STACK_NAME' is not running"
+  stack_tls_files
+  stack_nginx_render
+  stack_write_env "$(_stack_saved INSTANCES 0)"
+  kill -HUP "$(<"$pidfile")"
+  log "nginx (pid $(<"$pidfile")) reloads"
 }
 
 # usage: stack_nginx_up   (renders the config and starts nginx unless it runs)
 stack_nginx_up() {
   local pidfile=$RUN_DIR/nginx.pid log=$LOG_DIR/nginx-error.log in_pid in_log in_conf
   pid_alive "$pidfile" && return 0
+  stack_tls_files
   stack_nginx_render
   in_pid=$(rootfs_path "$NGINX_ROOT" "$pidfile")
   in_log=$(rootfs_path "$NGINX_ROOT" "$log")
@@ -329,13 +376,17 @@ stack_nginx_up() {
     die_with_log "nginx failed to start" "$log"
   wait_until "$NGINX_START_SECONDS" "nginx on port $HTTP_PORT" _stack_http_answers "http://127.0.0.1:$HTTP_PORT/healthz" ||
     die_with_log "nginx did not answer on 127.0.0.1:$HTTP_PORT within $NGINX_START_SECONDS s" "$log"
+  [[ $TLS == off ]] ||
+    wait_until "$NGINX_START_SECONDS" "nginx on port $HTTPS_PORT" _stack_http_answers \
+      "https://127.0.0.1:$HTTPS_PORT/healthz" --cacert "$STACK_DIR/tls/tls.crt" ||
+    die_with_log "nginx did not answer on https://127.0.0.1:$HTTPS_PORT within $NGINX_START_SECONDS s" "$log"
 }
 
-# usage: _stack_http_answers URL   (any HTTP status will do; /healthz, not /,
-# which would count a hit)
+# usage: _stack_http_answers URL [CURL ARGS...]   (any HTTP status will do;
+# /healthz, not /, which would count a hit)
 _stack_http_answers() {
   local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" || true)
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${@:2}" "$1" || true)
   [[ $code != 000 ]]
 }
 
@@ -409,8 +460,13 @@ stack_up() {
   stack_apps_converge "$n" "$bin"
   stack_nginx_up
   log "stack '$STACK_NAME' is up with $n instances"
+  if [[ $TLS == on ]]; then
+    printf 'URL:      https://127.0.0.1:%s/ (curl --cacert %s; http://127.0.0.1:%s/ redirects)\n' \
+      "$HTTPS_PORT" "$STACK_DIR/tls/tls.crt" "$HTTP_PORT"
+  else
+    printf 'URL:      http://127.0.0.1:%s/\n' "$HTTP_PORT"
+  fi
   cat <<EOT
-URL:      http://127.0.0.1:$HTTP_PORT/
 database: scripts/local-stack.sh mysql   (or mysql -h127.0.0.1 -P$MYSQL_PORT -uroot $DB_NAME)
 status:   scripts/local-stack.sh status  (settings in $STACK_DIR/stack.env)
 EOT
@@ -471,7 +527,9 @@ stack_status() {
     _stack_status_members || status=3
   fi
   _stack_status_line dnsmasq "$RUN_DIR/dnsmasq.pid" "127.0.0.1:$DNS_PORT app -> $(_stack_dns_names)" || status=3
-  _stack_status_line nginx "$RUN_DIR/nginx.pid" "http://127.0.0.1:$HTTP_PORT/" || status=3
+  local urls=http://127.0.0.1:$HTTP_PORT/
+  [[ $TLS == off ]] || urls="https://127.0.0.1:$HTTPS_PORT/ $urls"
+  _stack_status_line nginx "$RUN_DIR/nginx.pid" "$urls" || status=3
   for i in $( (seq 1 "$n"; stack_app_numbers) | sort -nu); do
     _stack_status_line "app-$i" "$RUN_DIR/app-$i.pid" "$(stack_app_ip "$i"):$APP_PORT" || status=3
   done
@@ -539,8 +597,8 @@ main() {
   local command=${1:-}
   shift || true
   case $command in
-    up | scale | down | purge | status | mysql | dir) ;;
-    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [--member I] [args...] | dir" ;;
+    up | scale | down | purge | status | mysql | reload | dir) ;;
+    *) die "usage: $0 up [N] | scale N | down | purge | status | mysql [--member I] [args...] | reload | dir" ;;
   esac
   stack_settings
   "stack_$command" "$@"

@@ -3,7 +3,9 @@
 # ${SETTING}s, for one deployment, each setting checked first; in the nginx
 # container it then starts nginx on the result. Compose, Swarm, Kubernetes
 # and the local stack all render through here. POSIX sh: the official nginx
-# image is Alpine, with no bash.
+# image is Alpine, with no bash. A section between the lines `#@ if NAME=VALUE`
+# and `#@ end` (NAME an on/off setting; not nested) is kept only when NAME
+# has that value.
 #
 # usage: nginx-conf.sh render TEMPLATE OUTPUT
 #        nginx-conf.sh run [TEMPLATE]   the container's command: renders
@@ -18,6 +20,18 @@
 #   NGINX_UPSTREAM (app:8000)     that name and port: each address is a replica
 #   NGINX_ACCESS_LOG (/var/log/nginx/access.log)
 #   NGINX_PROXY_BIND (off)        source address of connections to the app
+#   TLS (on)                      on: HTTPS on NGINX_HTTPS_LISTEN, HTTP/2, and
+#                                 NGINX_LISTEN redirects there; off: plain HTTP
+#                                 on NGINX_LISTEN (behind a TLS balancer)
+#   NGINX_HTTPS_LISTEN (443)      the HTTPS server: port, or address:port
+#   HTTPS_PORT (443)              the port clients reach it on: the redirect's
+#   NGINX_TLS_CERT (/run/secrets/tls_cert)  the certificate chain (PEM)
+#   NGINX_TLS_KEY (/run/secrets/tls_key)    its private key (PEM)
+#   NGINX_ACME_ROOT (/var/www/acme)  webroot of /.well-known/acme-challenge/
+#   HSTS (off)                    on: Strict-Transport-Security, two years;
+#                                 only with a certificate browsers trust
+#   TRUSTED_BALANCERS (none)      TLS=off: CIDR list of the balancers whose
+#                                 X-Forwarded-Proto is passed on to the app
 set -eu
 
 fail() {
@@ -26,6 +40,8 @@ fail() {
 }
 
 SED_SCRIPT=
+# The on/off settings, "NAME=VALUE ...", for the template's conditions.
+SWITCHES=
 
 # usage: setting NAME DEFAULT KIND   (NAME's value, or DEFAULT, must be of KIND;
 # it then replaces ${NAME} in the template)
@@ -46,10 +62,35 @@ setting() {
       case $value in /*) ;; *) fail "$1 must be an absolute path, got '$value'" ;; esac
       case $value in *[!A-Za-z0-9._/-]*) fail "$1 has characters a path here may not, got '$value'" ;; esac
       ;;
+    switch)
+      case $value in on | off) ;; *) fail "$1 must be on or off, got '$value'" ;; esac
+      SWITCHES="$SWITCHES $1=$value"
+      ;;
+    port)
+      case $value in '' | *[!0-9]*) fail "$1 must be a TCP port, got '$value'" ;; esac
+      if [ "${#value}" -gt 5 ] || [ "$value" -lt 1 ] || [ "$value" -gt 65535 ]; then
+        fail "$1 must be a TCP port (1-65535), got '$value'"
+      fi
+      ;;
+    cidrs)
+      value=$(cidr_entries "$1" "$value")
+      ;;
     *) fail "unknown kind $3" ;;
   esac
   SED_SCRIPT="${SED_SCRIPT}s|\${$1}|$value|g
 "
+}
+
+# usage: cidr_entries NAME LIST   (a comma-separated list of addresses or
+# CIDR blocks, or none; prints them as geo entries, "ADDR 1;" each)
+cidr_entries() {
+  [ "$2" = none ] && return 0
+  printf '%s\n' "$2" | tr ',' '\n' | while read -r entry; do
+    [ -n "$entry" ] || continue
+    case $entry in *[!0-9A-Fa-f.:/]* | */*/* | /* | */) fail "$1 must list addresses or CIDR blocks (or none), got '$entry'" ;; esac
+    case $entry in *[.:]*) ;; *) fail "$1 must list addresses or CIDR blocks (or none), got '$entry'" ;; esac
+    printf '%s 1; ' "$entry"
+  done
 }
 
 settings() {
@@ -59,13 +100,54 @@ settings() {
   setting NGINX_UPSTREAM app:8000 address
   setting NGINX_ACCESS_LOG /var/log/nginx/access.log path
   setting NGINX_PROXY_BIND off address
+  setting TLS on switch
+  setting NGINX_HTTPS_LISTEN 443 address
+  setting HTTPS_PORT 443 port
+  # Derived: the redirect names the port unless it is https' own.
+  if [ "$value" = 443 ]; then derived HTTPS_PORT_SUFFIX ''; else derived HTTPS_PORT_SUFFIX ":$value"; fi
+  setting NGINX_TLS_CERT /run/secrets/tls_cert path
+  setting NGINX_TLS_KEY /run/secrets/tls_key path
+  setting NGINX_ACME_ROOT /var/www/acme path
+  setting HSTS off switch
+  setting TRUSTED_BALANCERS none cidrs
+}
+
+# usage: derived NAME VALUE   (a value computed from checked settings)
+derived() {
+  SED_SCRIPT="${SED_SCRIPT}s|\${$1}|$2|g
+"
+}
+
+# usage: sections TEMPLATE   (the template without the sections whose
+# condition does not hold, and without the condition lines)
+sections() {
+  awk -v switches="$SWITCHES" '
+    BEGIN { n = split(switches, pairs, " "); for (i = 1; i <= n; i++) known[pairs[i]] = 1
+            for (i = 1; i <= n; i++) { split(pairs[i], kv, "="); names[kv[1]] = 1 } }
+    function bad(why) { printf "nginx-conf: %s:%d: %s\n", FILENAME, NR, why > "/dev/stderr"; failed = 1; exit 2 }
+    /^[ \t]*#@ if [A-Z_]+=[a-z]+[ \t]*$/ {
+      if (open) bad("a section inside a section")
+      cond = $3; split(cond, kv, "=")
+      if (!(kv[1] in names)) bad("no on/off setting " kv[1])
+      open = 1; keep = (cond in known); next
+    }
+    /^[ \t]*#@ end[ \t]*$/ { if (!open) bad("#@ end without #@ if"); open = 0; next }
+    /^[ \t]*#@/ { bad("not a condition line: " $0) }
+    open && !keep { next }
+    { print }
+    END { if (!failed && open) bad("#@ if without #@ end") }
+  ' "$1"
 }
 
 # usage: render TEMPLATE OUTPUT
 render() {
   [ -r "$1" ] || fail "cannot read the template $1"
   settings
-  sed "$SED_SCRIPT" "$1" >"$2.tmp"
+  sections "$1" >"$2.tmp" || {
+    rm -f "$2.tmp"
+    fail "$1 has malformed #@ lines (above)"
+  }
+  sed -i "$SED_SCRIPT" "$2.tmp"
   # shellcheck disable=SC2016  # a literal ${NAME}, not an expansion
   if grep -n '^[^#]*\${[A-Z_][A-Z0-9_]*}' "$2.tmp" >&2; then
     rm -f "$2.tmp"

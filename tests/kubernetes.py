@@ -235,6 +235,9 @@ def secrets_only_from_secret(docs):
                 problems.append(f"{name} {c['name']}: {e['name']} in the environment")
         for v in spec.get("volumes", []):
             secret = v.get("secret")
+            # nginx's certificate and key: no password (nginx_serves_tls).
+            if secret and (name, secret.get("secretName")) == ("Deployment/nginx", TLS_SECRET):
+                continue
             if secret:
                 keys = {i["key"] for i in secret.get("items", [])} or SECRET_KEYS
                 if secret.get("secretName") != "webcluster-db" or not keys <= SECRET_KEYS:
@@ -389,6 +392,37 @@ def one_member_down_at_a_time(docs):
     if any(labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):
         return ["the PodDisruptionBudget does not select the members"]
     return [] if pdb["spec"].get("maxUnavailable") == 1 else ["a drain could take the majority"]
+
+
+TLS_SECRET = "webcluster-tls"
+
+
+def nginx_serves_tls(docs):
+    """TLS on, the certificate and key where NGINX_TLS_CERT and NGINX_TLS_KEY
+    point, from the kubernetes.io/tls Secret (tls.crt, tls.key: the names
+    cert-manager writes), readable by nginx's non-root user, and 443 served."""
+    nginx, svc = find(docs, "Deployment", "nginx"), find(docs, "Service", "nginx")
+    if not nginx or not svc:
+        return ["no Deployment or Service nginx"]
+    pod, c = nginx["spec"]["template"]["spec"], app_container(nginx)
+    env = container_env(docs, c)
+    problems = [] if env.get("TLS", "on") == "on" else [f"TLS is {env.get('TLS')!r}"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    context = pod.get("securityContext", {})
+    for name, key in (("NGINX_TLS_CERT", "tls.crt"), ("NGINX_TLS_KEY", "tls.key")):
+        path = env.get(name, "")
+        volume = volumes.get(mounts.get(os.path.dirname(path)), {})
+        if os.path.basename(path) != key or (volume.get("secret") or {}).get("secretName") != TLS_SECRET:
+            problems.append(f"{name}={path!r} is not {key} of the Secret {TLS_SECRET} mounted there")
+        elif not (volume["secret"].get("defaultMode", 0o644) & 0o040
+                  and context.get("fsGroup") == context.get("runAsGroup")):
+            problems.append(f"{key} is not readable by nginx's group (defaultMode, fsGroup)")
+    https = next((p for p in c.get("ports", []) if p["containerPort"] == 443), None)
+    if not https or not any(p.get("port") == 443 and p.get("targetPort") in (443, https.get("name"))
+                            for p in svc["spec"].get("ports", [])):
+        problems.append("the Service nginx does not serve 443 on nginx's HTTPS port")
+    return problems
 
 
 def load_balancer_in_front(docs):
@@ -652,6 +686,7 @@ RULES = [
     ("MySQL keeps its data on a claimed volume", mysql_keeps_its_data),
     ("the schema Job creates the account the app logs in as", one_app_account),
     ("a LoadBalancer Service fronts nginx", load_balancer_in_front),
+    ("nginx serves HTTPS on 443 with the kubernetes.io/tls Secret webcluster-tls", nginx_serves_tls),
     ("nginx and the app read the cookie lifetime from one ConfigMap key", one_cookie_lifetime),
     ("network: the app's port is reached from nginx's pods alone", app_port_from_nginx_only),
     ("network: the app's metrics port is reached from the monitoring namespace alone", metrics_from_monitoring_only),
@@ -685,7 +720,23 @@ def app_container(d):
     return d["spec"]["template"]["spec"]["containers"][0]
 
 
+def tls_volume(d):
+    return next(v for v in d["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
+
+
 MUTATIONS = [
+    ("TLS turned off", nginx_serves_tls, "Deployment", "nginx",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "TLS").update(value="off")),
+    ("a certificate from another Secret", nginx_serves_tls, "Deployment", "nginx",
+     lambda d: tls_volume(d)["secret"].update(secretName="other")),
+    ("the key where no Secret is mounted", nginx_serves_tls, "Deployment", "nginx",
+     lambda d: next(e for e in app_container(d)["env"] if e["name"] == "NGINX_TLS_KEY").update(value="/tmp/tls.key")),
+    ("a key only root may read", nginx_serves_tls, "Deployment", "nginx",
+     lambda d: tls_volume(d)["secret"].update(defaultMode=0o400)),
+    ("a Service without 443", nginx_serves_tls, "Service", "nginx",
+     lambda d: d["spec"].update(ports=[p for p in d["spec"]["ports"] if p["port"] != 443])),
+    ("another Secret mounted into nginx", secrets_only_from_secret, "Deployment", "nginx",
+     lambda d: tls_volume(d)["secret"].update(secretName="webcluster-other")),
     ("an image tagged latest", images_pinned, "Deployment", "nginx",
      lambda d: app_container(d).__setitem__("image", "nginx:latest")),
     ("a container without limits", limits_everywhere, "Job", "schema",
@@ -744,7 +795,7 @@ MUTATIONS = [
     ("nginx reached only from its own namespace", nginx_open_to_all, "NetworkPolicy", "nginx",
      lambda d: d["spec"]["ingress"][0].update({"from": [{"podSelector": {}}]})),
     ("a port nginx serves that no rule opens", nginx_open_to_all, "Deployment", "nginx",
-     lambda d: app_container(d)["ports"].append({"name": "https", "containerPort": 443})),
+     lambda d: app_container(d)["ports"].append({"name": "alt", "containerPort": 8443})),
     ("DNS asked of pods kube-dns's label does not name", dns_for_every_workload, "NetworkPolicy", "dns",
      lambda d: d["spec"]["egress"][0]["to"][0]["podSelector"].update(matchLabels={"k8s-app": "coredns"})),
     ("DNS over UDP only", dns_for_every_workload, "NetworkPolicy", "dns",
@@ -817,7 +868,9 @@ def nginx_conf(docs):
 
 def nginx_accepts(conf):
     """nginx -t in the root filesystem, with the cluster DNS name resolvable
-    in a private mount namespace (nginx resolves `resolver` names at start)."""
+    and a certificate where the Secret is mounted (/etc/nginx/tls), both in
+    a private mount namespace (nginx resolves `resolver` names and reads the
+    certificate at start)."""
     rootfs = subprocess.run(["bash", os.path.join(REPO, "scripts", "rootfs.sh")],
                             capture_output=True, text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory(dir=os.path.join(rootfs, "tmp")) as tmp:
@@ -829,8 +882,15 @@ def nginx_accepts(conf):
         inside = "/" + os.path.relpath(os.path.join(tmp, "nginx.conf"), rootfs)
         # A minbase tree has no /etc/hosts to mount over: an empty one will do.
         open(os.path.join(rootfs, "etc", "hosts"), "a").close()
-        script = 'mount --bind "$1" "$2/etc/hosts" && exec chroot "$2" nginx -t -c "$3"'
-        out = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", hosts, rootfs, inside],
+        # /etc/nginx as the pod has it: the Secret's files under tls/.
+        etc_nginx = os.path.join(tmp, "etc-nginx")
+        os.makedirs(os.path.join(etc_nginx, "tls"))
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "1", "-subj", "/CN=localhost", "-keyout", os.path.join(etc_nginx, "tls", "tls.key"),
+                        "-out", os.path.join(etc_nginx, "tls", "tls.crt")], capture_output=True, check=True)
+        script = ('mount --bind "$1" "$2/etc/hosts" && mount --bind "$4" "$2/etc/nginx" && '
+                  'exec chroot "$2" nginx -t -c "$3"')
+        out = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", hosts, rootfs, inside, etc_nginx],
                              capture_output=True, text=True)
     return out.returncode == 0, out.stdout + out.stderr
 

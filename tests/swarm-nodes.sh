@@ -299,9 +299,11 @@ db_request_ids() {
 
 # --- the stack ----------------------------------------------------------------------------
 
+# TLS=off: the nodes answer plain HTTP, as behind a balancer that terminates
+# TLS (tests/swarm.sh deploys the same stack with TLS on).
 stack_deploy() {
   (cd "$WORK" && env STACK_NAME="$STACK" APP_IMAGE="$APP_IMAGE" NGINX_IMAGE="$NGINX_IMAGE" \
-    MYSQL_IMAGE="$MYSQL_IMAGE" HTTP_PORT=80 NGINX_PUBLISH_MODE=host NGINX_MAX_PER_NODE=1 \
+    MYSQL_IMAGE="$MYSQL_IMAGE" HTTP_PORT=80 TLS=off NGINX_PUBLISH_MODE=host NGINX_MAX_PER_NODE=1 \
     DEPLOY_ID="$(date +%s)" DOCKER_HOST="unix://$WORK/api/$MANAGER/docker.sock" \
     docker stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >"$WORK/deploy.log" 2>&1) ||
     die_with_log "docker stack deploy failed" "$WORK/deploy.log"

@@ -24,6 +24,7 @@ source "$REPO/tests/docker/checkout.sh"
 
 STACK=wcswarm
 HTTP_PORT=${SWARM_HTTP_PORT:-18380}
+HTTPS_PORT=${SWARM_HTTPS_PORT:-18780}
 CLIENT=$STACK-client
 READY_SECONDS=300
 CREATED_SWARM=
@@ -40,7 +41,7 @@ PROXY_SUBNET=10.253.77.0/24
 # usage: deploy IMAGE   (docker stack deploy from the checkout, the app from IMAGE)
 deploy() {
   (cd "$WORK" && env STACK_NAME="$STACK" NGINX_IMAGE="$NGINX_IMAGE" MYSQL_IMAGE="$MYSQL_IMAGE" \
-    APP_IMAGE="$1" HTTP_PORT="$HTTP_PORT" DEPLOY_ID="$(date +%s%N)" COOKIE_TTL_SECONDS="$COOKIE_TTL" \
+    APP_IMAGE="$1" HTTP_PORT="$HTTP_PORT" HTTPS_PORT="$HTTPS_PORT" DEPLOY_ID="$(date +%s%N)" COOKIE_TTL_SECONDS="$COOKIE_TTL" \
     PROXY_SUBNET="$PROXY_SUBNET" \
     docker stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >>"$WORK/deploy.log" 2>&1) ||
     fatal "docker stack deploy failed"
@@ -99,14 +100,15 @@ fatal() {
 # --- the client container ----------------------------------------------------------
 
 # usage: client_get PATH [JAR] [N]   (prints "STATUS BODY", through nginx task N
-# (0 or 1), addressed as http://webcluster so one cookie jar serves both)
+# (0 or 1), over https to the name the generated certificate holds,
+# localhost, so one cookie jar serves both)
 client_get() {
   local jar=${2:-} ip=${NGINX_IPS[${3:-0}]}
   docker exec "$CLIENT" sh -c '
     path=$1 jar=$2 ip=$3
-    set -- -s -m 20 -o /tmp/body -w "%{http_code}" --resolve "webcluster:80:$ip"
+    set -- -s -m 20 -o /tmp/body -w "%{http_code}" --cacert /tmp/tls.crt --resolve "localhost:443:$ip"
     [ -z "$jar" ] || set -- "$@" -b "$jar" -c "$jar"
-    code=$(curl "$@" "http://webcluster$path") || code=000
+    code=$(curl "$@" "https://localhost$path") || code=000
     printf "%s %s\n" "$code" "$(cat /tmp/body 2>/dev/null)"' sh "$1" "$jar" "$ip"
 }
 
@@ -119,7 +121,7 @@ client_hits() {
       ( i=0
         while [ $i -lt $each ] && [ $(( (c - 1) * each + i )) -lt $n ]; do
           ip=$a; [ $((i % 2)) -eq 0 ] || ip=$b
-          code=$(curl -s -m 20 -o /tmp/hit-$c -w "%{http_code}" --resolve "webcluster:80:$ip" http://webcluster/) || code=000
+          code=$(curl -s -m 20 -o /tmp/hit-$c -w "%{http_code}" --cacert /tmp/tls.crt --resolve "localhost:443:$ip" https://localhost/) || code=000
           echo "$code $(cat /tmp/hit-$c)"
           i=$((i + 1))
         done ) &
@@ -137,8 +139,8 @@ load_start() {
       id=$1 a=$2 b=$3 n=0
       while [ ! -e /tmp/load-stop ]; do
         ip=$a; [ $((n % 2)) -eq 0 ] || ip=$b
-        code=$(curl -s -m 20 -o /tmp/load-$id.body -w "%{http_code}" --resolve "webcluster:80:$ip" \
-          -b /tmp/load-$id.jar -c /tmp/load-$id.jar http://webcluster/) || code=000
+        code=$(curl -s -m 20 -o /tmp/load-$id.body -w "%{http_code}" --cacert /tmp/tls.crt --resolve "localhost:443:$ip" \
+          -b /tmp/load-$id.jar -c /tmp/load-$id.jar https://localhost/) || code=000
         echo "$code $(cat /tmp/load-$id.body 2>/dev/null)" >>/tmp/load-$id.out
         n=$((n + 1))
         sleep 0.05
@@ -191,6 +193,8 @@ no_failures() {
 client_start() {
   docker run -d --name "$CLIENT" --network "${STACK}_edge" "$NGINX_IMAGE" sleep infinity >/dev/null ||
     fatal "the client container did not start"
+  # The generated certificate, the client's CA for https://localhost.
+  docker cp "$WORK/secrets/tls.crt" "$CLIENT:/tmp/tls.crt" || fatal "could not give the client the certificate"
 }
 
 client_stop() {
@@ -215,6 +219,40 @@ no_password_in_env() {
     env_holds_no_password "service $service" \
       "$(docker service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' "${STACK}_$service")" ||
       status=1
+  done
+  return "$status"
+}
+
+# Both nginx tasks serve HTTPS with the certificate from the stack's secrets,
+# HTTP/2, Secure cookies, and redirect plain HTTP.
+step_tls() {
+  local n answer
+  for n in 0 1; do
+    answer=$(docker exec "$CLIENT" curl -sS -m 20 -o /dev/null -w '%{http_code} %{ssl_verify_result} %{http_version}' \
+      --cacert /tmp/tls.crt --resolve "localhost:443:${NGINX_IPS[$n]}" https://localhost/healthz)
+    tap_check "nginx task $n serves https with the stack's certificate, over HTTP/2" \
+      tap_expect_equal "status, verify result, HTTP version" "200 0 2" "$answer"
+    answer=$(docker exec "$CLIENT" curl -sS -m 20 -o /dev/null -w '%{http_code} %{redirect_url}' \
+      "http://${NGINX_IPS[$n]}/a?b=1")
+    tap_check "nginx task $n redirects http to https" \
+      tap_expect_equal "status, Location" "301 https://${NGINX_IPS[$n]}:$HTTPS_PORT/a?b=1" "$answer"
+  done
+  tap_check "over https both cookies carry Secure" cookies_secure "$(docker exec "$CLIENT" curl -sS -m 20 -I \
+    --cacert /tmp/tls.crt --resolve "localhost:443:${NGINX_IPS[1]}" https://localhost/)"
+  tap_check "the key secret is mode 0400 in the nginx tasks" tap_expect_equal "mode" 400 \
+    "$(docker exec "$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_nginx" | head -n1)" \
+      stat -c %a /run/secrets/tls_key)"
+}
+
+# usage: cookies_secure HEADERS
+cookies_secure() {
+  local name line status=0
+  for name in webcluster_route internal_ip; do
+    line=$(grep -i "^set-cookie: $name=" <<<"$1" | tr -d '\r')
+    grep -qi '; *secure\(;\|$\)' <<<"$line" || {
+      tap_diag "$name: no Secure in '$line'"
+      status=1
+    }
   done
   return "$status"
 }
@@ -257,7 +295,7 @@ nginx_networks() {
 
 # usage: nginx_request_id MARKER   (the id nginx logged for GET /?trust=MARKER)
 nginx_request_id() {
-  docker service logs --raw "${STACK}_nginx" 2>/dev/null | grep -F "\"GET /?trust=$1 HTTP/1.1\" 200 " |
+  docker service logs --raw "${STACK}_nginx" 2>/dev/null | grep -E "\"GET /[?]trust=$1 HTTP/[0-9.]+\" 200 " |
     sed -n 's/.* id=\([0-9a-f]\{32\}\).*/\1/p' | grep .
 }
 
@@ -316,7 +354,7 @@ step_sticky() {
   tap_check "new clients spread over the app tasks" test "$(printf '%s\n' "${homes[@]}" | sort -u | wc -l)" -gt 1
   tap_check "COOKIE_TTL_SECONDS ($COOKIE_TTL) sets both cookies' lifetime" \
     cookie_lifetimes "$(docker exec "$CLIENT" curl -sS -m 20 -I \
-      --resolve "webcluster:80:${NGINX_IPS[0]}" http://webcluster/)"
+      --cacert /tmp/tls.crt --resolve "localhost:443:${NGINX_IPS[0]}" https://localhost/)"
 }
 
 # usage: scale N   (the checkout's scale_containers.sh, in swarm mode)
@@ -490,6 +528,7 @@ step_cleanup_checks() {
 main() {
   require_root "it creates a swarm, builds images and runs containers"
   ! port_in_use "$HTTP_PORT" || die "port $HTTP_PORT is taken; set SWARM_HTTP_PORT"
+  ! port_in_use "$HTTPS_PORT" || die "port $HTTPS_PORT is taken; set SWARM_HTTPS_PORT"
   pick_images
   make_checkout webcluster-swarm
   trap cleanup EXIT
@@ -499,6 +538,7 @@ main() {
   swarm_join
   (cd "$WORK" && scripts/init-secrets.sh >/dev/null 2>&1) || die "scripts/init-secrets.sh failed"
   step_deploy
+  step_tls
   step_counting
   step_trust
   step_sticky

@@ -131,6 +131,19 @@ pub fn resolve_client_ip(
     }
 }
 
+/// Whether the request reached the edge over https, as `X-Forwarded-Proto`
+/// says. SECURITY: believed only from a trusted proxy; a client that claims
+/// https itself is taken at its real scheme, plain HTTP to the app.
+pub fn forwarded_https(
+    peer: IpAddr,
+    forwarded_proto: Option<&str>,
+    trusted: &TrustedProxies,
+) -> bool {
+    forwarded_proto
+        .filter(|_| trusted.contains(peer.to_canonical()))
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +244,30 @@ mod tests {
             &proxies("127.0.0.1"),
         );
         assert_eq!(got.addr, ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn https_is_believed_only_from_a_trusted_proxy() {
+        let trusted = proxies("10.253.0.2");
+        let nginx = ip("10.253.0.2");
+        assert!(forwarded_https(nginx, Some("https"), &trusted));
+        assert!(forwarded_https(nginx, Some(" HTTPS "), &trusted));
+        assert!(forwarded_https(
+            ip("::ffff:10.253.0.2"),
+            Some("https"),
+            &trusted
+        ));
+        for (peer, header) in [
+            (nginx, None),
+            (nginx, Some("http")),
+            (nginx, Some("https, http")),
+            (nginx, Some("")),
+            (ip("10.253.0.3"), Some("https")),
+        ] {
+            assert!(
+                !forwarded_https(peer, header, &trusted),
+                "{peer} with {header:?}"
+            );
+        }
     }
 }

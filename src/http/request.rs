@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
-use super::client_ip::{ClientIp, TrustedProxies, resolve_client_ip};
+use super::client_ip::{ClientIp, TrustedProxies, forwarded_https, resolve_client_ip};
 use super::sticky;
 use crate::request_id::RequestId;
 
@@ -26,6 +26,8 @@ pub struct Incoming {
     pub request_id: RequestId,
     /// The instance named by the `internal_ip` cookie, if it holds an address.
     pub pinned: Option<IpAddr>,
+    /// It reached the edge over https (a trusted proxy's `X-Forwarded-Proto`).
+    pub https: bool,
     /// When its head was read.
     pub arrived: Instant,
 }
@@ -57,6 +59,11 @@ impl Incoming {
                 trusted.contains(peer),
             ),
             pinned: sticky::pinned_instance(request.header_bytes("Cookie")),
+            https: forwarded_https(
+                peer,
+                header_text(request, "X-Forwarded-Proto").as_deref(),
+                trusted,
+            ),
             arrived: request.arrived_at(),
         }
     }

@@ -25,13 +25,21 @@ pub fn pinned_instance(cookie_header: Option<&[u8]>) -> Option<IpAddr> {
         })
 }
 
-/// The `Set-Cookie` value, or `None` when the client already carries this instance's value.
-pub fn cookie_to_set(pinned: Option<IpAddr>, instance: IpAddr, ttl_seconds: u32) -> Option<String> {
+/// The `Set-Cookie` value, or `None` when the client already carries this
+/// instance's value. `secure`: the request came over https, so the cookie
+/// may travel over https only.
+pub fn cookie_to_set(
+    pinned: Option<IpAddr>,
+    instance: IpAddr,
+    ttl_seconds: u32,
+    secure: bool,
+) -> Option<String> {
     if pinned == Some(instance) {
         return None;
     }
+    let secure = if secure { "; Secure" } else { "" };
     Some(format!(
-        "{COOKIE_NAME}={instance}; Max-Age={ttl_seconds}; Path=/; HttpOnly; SameSite=Lax"
+        "{COOKIE_NAME}={instance}; Max-Age={ttl_seconds}; Path=/; HttpOnly; SameSite=Lax{secure}"
     ))
 }
 
@@ -77,7 +85,8 @@ mod tests {
 
     #[test]
     fn a_new_client_gets_the_cookie_with_its_attributes() {
-        let set = cookie_to_set(None, ip("10.0.0.2"), 300).expect("a new client gets a cookie");
+        let set =
+            cookie_to_set(None, ip("10.0.0.2"), 300, false).expect("a new client gets a cookie");
         assert_eq!(
             set,
             "internal_ip=10.0.0.2; Max-Age=300; Path=/; HttpOnly; SameSite=Lax"
@@ -85,15 +94,24 @@ mod tests {
     }
 
     #[test]
+    fn over_https_the_cookie_is_secure() {
+        let set = cookie_to_set(None, ip("10.0.0.2"), 300, true).unwrap();
+        assert_eq!(
+            set,
+            "internal_ip=10.0.0.2; Max-Age=300; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+    }
+
+    #[test]
     fn the_ttl_comes_from_the_caller() {
-        let set = cookie_to_set(None, ip("10.0.0.2"), 60).unwrap();
+        let set = cookie_to_set(None, ip("10.0.0.2"), 60, false).unwrap();
         assert!(set.contains("Max-Age=60;"));
     }
 
     #[test]
     fn a_client_already_pinned_here_gets_no_new_cookie() {
         assert_eq!(
-            cookie_to_set(Some(ip("10.0.0.2")), ip("10.0.0.2"), 300),
+            cookie_to_set(Some(ip("10.0.0.2")), ip("10.0.0.2"), 300, true),
             None
         );
     }
@@ -105,7 +123,7 @@ mod tests {
             b"internal_ip=10.9.9.9",
             b"internal_ip=garbage",
         ] {
-            let set = cookie_to_set(pinned_instance(Some(header)), ip("10.0.0.2"), 300);
+            let set = cookie_to_set(pinned_instance(Some(header)), ip("10.0.0.2"), 300, false);
             assert!(
                 set.unwrap().starts_with("internal_ip=10.0.0.2;"),
                 "{}",
