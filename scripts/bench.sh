@@ -11,6 +11,9 @@
 # instances restarted for each. Prints requests/s, p50, p99, the mean batch
 # the app committed and the ratios; stops with an error on any non-2xx
 # answer or counter != rows.
+# Then the database as a 3-member group beside one server (a second local
+# stack, DB_MEMBERS=3), at BENCH_GROUP_CONNECTIONS: GET / through nginx on
+# each, in turns, the other stack's instances stopped.
 # Then HTTPS at nginx (TLS=on; nginx reloaded between the two, the app
 # instances restarted for each run as above), at BENCH_TLS_CONNECTIONS:
 #   - GET / over https with keep-alive beside GET / over http, in turns;
@@ -18,7 +21,7 @@
 #     Connection: close) over https beside http.
 # usage: scripts/bench.sh   (as root)
 # env:   BENCH_SECONDS (10)  BENCH_CONNECTIONS ("32 64")  BENCH_INSTANCES (3)
-#        BENCH_ROUNDS (2)  BENCH_TLS_CONNECTIONS (64)
+#        BENCH_ROUNDS (2)  BENCH_TLS_CONNECTIONS (64)  BENCH_GROUP_CONNECTIONS (64)
 set -Eeuo pipefail
 ME=bench
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -29,10 +32,23 @@ SECONDS_EACH=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-2}
 read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-32 64}"
 INSTANCES=${BENCH_INSTANCES:-3}
-# A stack of its own, away from the default stack's and the tests' addresses.
-export STACK_NAME=bench HTTP_PORT=18090 HTTPS_PORT=18493 MYSQL_PORT=13308 DNS_PORT=15354 APP_NET=127.0.3
-HTTP_URL=http://127.0.0.1:$HTTP_PORT
-HTTPS_URL=https://127.0.0.1:$HTTPS_PORT
+# Stacks of its own, away from the default stack's and the tests' addresses:
+# one server, and a group whose members listen on MYSQL_PORT and the next two.
+# shellcheck disable=SC2034  # read through bench_use's name reference
+SINGLE=(STACK_NAME=bench HTTP_PORT=18090 HTTPS_PORT=18493 MYSQL_PORT=13308 DNS_PORT=15354 APP_NET=127.0.3 DB_MEMBERS=1)
+# shellcheck disable=SC2034
+GROUP=(STACK_NAME=bench-group HTTP_PORT=18091 HTTPS_PORT=18494 MYSQL_PORT=13320 DNS_PORT=15355 APP_NET=127.0.4 DB_MEMBERS=3)
+GROUP_CONNECTIONS=${BENCH_GROUP_CONNECTIONS:-64}
+
+# usage: bench_use SINGLE|GROUP   (the stack the next commands act on)
+bench_use() {
+  local -n settings=$1
+  export "${settings[@]}"
+  HTTP_URL=http://127.0.0.1:$HTTP_PORT
+  HTTPS_URL=https://127.0.0.1:$HTTPS_PORT
+  URL=$HTTP_URL
+}
+bench_use SINGLE
 # Where wrk sends its requests: plain HTTP but for the HTTPS runs.
 URL=$HTTP_URL
 TLS_CONNECTIONS=${BENCH_TLS_CONNECTIONS:-64}
@@ -43,7 +59,7 @@ bench_check_args() {
   for name in SECONDS_EACH INSTANCES ROUNDS; do
     [[ ${!name} =~ ^[1-9][0-9]{0,3}$ ]] || die "$name must be a whole number from 1 to 9999, got: ${!name}"
   done
-  for value in "${CONNECTIONS[@]}" "$TLS_CONNECTIONS"; do
+  for value in "${CONNECTIONS[@]}" "$TLS_CONNECTIONS" "$GROUP_CONNECTIONS"; do
     [[ $value =~ ^[1-9][0-9]{0,3}$ ]] || die "BENCH_CONNECTIONS must list whole numbers, got: $value"
   done
 }
@@ -252,8 +268,32 @@ bench_tls_at() {
   bench_ratio "new connections/s https : http" "${ht[0]}" "${hp[0]}"
 }
 
+# usage: bench_group_at CONNECTIONS   (GET / with one server and with the
+# group, ROUNDS runs each, in turns; prints both and the ratio)
+bench_group_at() {
+  local c=$1 round order single=() group=() s g
+  for ((round = 0; round < ROUNDS; round++)); do
+    for order in $( ((round % 2 == 0)) && echo "group single" || echo "single group"); do
+      case $order in
+        group) bench_use GROUP && group+=("$(bench_hits "$c")") ;;
+        single) bench_use SINGLE && single+=("$(bench_hits "$c")") ;;
+      esac
+    done
+  done
+  bench_use SINGLE
+  read -r -a g <<<"$(bench_mean "${group[@]}")"
+  read -r -a s <<<"$(bench_mean "${single[@]}")"
+  bench_row "$c" "GET / (3-member group)" "${g[@]}"
+  bench_row "$c" "GET / (one server)" "${s[@]}"
+  bench_ratio "group : one server (target >= 0.45)" "${g[0]}" "${s[0]}"
+}
+
 bench_cleanup() {
-  "$HERE/local-stack.sh" purge >/dev/null 2>&1 || warn "could not purge the bench stack"
+  local stack
+  for stack in SINGLE GROUP; do
+    bench_use "$stack"
+    "$HERE/local-stack.sh" purge >/dev/null 2>&1 || warn "could not purge the bench stack $STACK_NAME"
+  done
 }
 
 main() {
@@ -262,7 +302,8 @@ main() {
   bench_check_args
   bench_install
   trap bench_cleanup EXIT
-  "$HERE/local-stack.sh" purge >/dev/null 2>&1 || true
+  bench_cleanup
+  bench_use SINGLE
   bench_stack
   log "warming MySQL up for 10 s, then ${SECONDS_EACH}s per run over $INSTANCES instances"
   wrk -t2 -c64 -d10s "$URL/" >/dev/null
@@ -278,6 +319,13 @@ main() {
   bench_row 1 "GET / (group commit)" "${batched[@]}"
   bench_row 1 "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
   bench_ratio "p50 group commit : p50 HIT_BATCH_MAX=1" "${batched[1]}" "${single[1]}"
+  log "the database as a group: a second stack, warmed up for 10 s"
+  bench_use GROUP
+  bench_stack
+  wrk -t2 -c64 -d10s "$URL/" >/dev/null
+  bench_stop_apps
+  bench_use SINGLE
+  bench_group_at "$GROUP_CONNECTIONS"
   bench_tls_at "$TLS_CONNECTIONS"
   printf 'counter == access_log rows after every run\n'
 }
