@@ -370,20 +370,6 @@ step_curl() {
     "$(curl -sS -m 20 -o /dev/null -w '%{http_version} %header{strict-transport-security}' "${TLS_CURL[@]}" "$URL/healthz")"
 }
 
-# usage: cookies_secure HEADERS   (both cookies' Set-Cookie lines hold a
-# Secure attribute)
-cookies_secure() {
-  local name line status=0
-  for name in webcluster_route internal_ip; do
-    line=$(grep -i "^set-cookie: $name=" <<<"$1" | tr -d '\r')
-    grep -qi '; *secure\(;\|$\)' <<<"$line" || {
-      tap_diag "$name: no Secure in '$line'"
-      status=1
-    }
-  done
-  return "$status"
-}
-
 # An ACME client's answer under acme/ (ACME_WEBROOT) is served over plain HTTP.
 acme_challenge_served() {
   local token body

@@ -244,19 +244,6 @@ step_tls() {
       stat -c %a /run/secrets/tls_key)"
 }
 
-# usage: cookies_secure HEADERS
-cookies_secure() {
-  local name line status=0
-  for name in webcluster_route internal_ip; do
-    line=$(grep -i "^set-cookie: $name=" <<<"$1" | tr -d '\r')
-    grep -qi '; *secure\(;\|$\)' <<<"$line" || {
-      tap_diag "$name: no Secure in '$line'"
-      status=1
-    }
-  done
-  return "$status"
-}
-
 step_counting() {
   local before after answers ok rows
   before=$(client_get /showcount | cut -d' ' -f2)

@@ -89,7 +89,9 @@ impl Db {
             .map_err(DbError::from_call)
             .and_then(|row| single_number(name, row));
         match &answer {
-            Err(e) if awaits_primary(e) => self.members.lost(lease.generation, e.broke_connection()),
+            Err(e) if awaits_primary(e) => {
+                self.members.lost(lease.generation, e.broke_connection())
+            }
             // A broken connection is dropped with its lease, never reused.
             Err(e) if !e.connection_survives() => {}
             _ => self.pool.checkin(lease),

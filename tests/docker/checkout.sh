@@ -84,17 +84,27 @@ env_holds_no_password() {
 # setting that reached only one of nginx and the app shows.
 COOKIE_TTL=420
 
-# usage: cookie_lifetimes HEADERS   (HEADERS: a response's head, as curl -I
-# prints it; true when nginx's webcluster_route and the app's internal_ip
-# both live COOKIE_TTL seconds)
-cookie_lifetimes() {
+# usage: both_cookies_carry HEADERS ATTRIBUTE   (HEADERS: a response's head,
+# as curl -I prints it; true when nginx's webcluster_route and the app's
+# internal_ip Set-Cookie lines both carry ATTRIBUTE, case aside)
+both_cookies_carry() {
   local name line status=0
   for name in webcluster_route internal_ip; do
     line=$(grep -i "^set-cookie: $name=" <<<"$1" | tr -d '\r')
-    if ! grep -qi "; *max-age=$COOKIE_TTL\(;\|$\)" <<<"$line"; then
-      tap_diag "$name: no max-age=$COOKIE_TTL in '$line'"
+    if ! grep -qi "; *$2\(;\|$\)" <<<"$line"; then
+      tap_diag "$name: no $2 in '$line'"
       status=1
     fi
   done
   return "$status"
+}
+
+# usage: cookie_lifetimes HEADERS   (both cookies live COOKIE_TTL seconds)
+cookie_lifetimes() {
+  both_cookies_carry "$1" "max-age=$COOKIE_TTL"
+}
+
+# usage: cookies_secure HEADERS   (both cookies are Secure)
+cookies_secure() {
+  both_cookies_carry "$1" secure
 }

@@ -24,6 +24,15 @@ fn webcluster(env: &[(&str, &str)]) -> Command {
     command
 }
 
+/// Waits until the app at `addr` answers its own /healthz.
+fn wait_listening(addr: std::net::SocketAddr) {
+    wait_for(Duration::from_secs(10), "the app to listen", || {
+        Client::new(addr)
+            .get("/healthz")
+            .is_ok_and(|r| r.status == 200)
+    });
+}
+
 /// Kills the child if the test fails before it exits by itself.
 struct Running(Option<Child>);
 
@@ -84,11 +93,7 @@ fn without_a_database_it_starts_answers_503_and_exits_0_on_sigterm() {
     let running = Running(Some(child));
     let addr = LISTEN.parse().expect("address");
 
-    wait_for(Duration::from_secs(10), "the app to listen", || {
-        Client::new(addr)
-            .get("/healthz")
-            .is_ok_and(|r| r.status == 200)
-    });
+    wait_listening(addr);
     let mut client = Client::new(addr);
     assert_eq!(client.get("/").expect("GET /").status, 503);
     assert_eq!(client.get("/readyz").expect("GET /readyz").status, 503);
@@ -235,11 +240,7 @@ fn a_log_directory_that_becomes_unwritable_never_silences_stderr() {
     .expect("start webcluster");
     let running = Running(Some(child));
     let addr = LISTEN.parse().expect("address");
-    wait_for(Duration::from_secs(10), "the app to listen", || {
-        Client::new(addr)
-            .get("/healthz")
-            .is_ok_and(|r| r.status == 200)
-    });
+    wait_listening(addr);
     let mut client = Client::new(addr);
     let mut head = |path: String| {
         let answer = client.request("HEAD", &path).expect("HEAD /");
