@@ -13,6 +13,7 @@ mod privileges;
 mod raw;
 mod reapply;
 mod shutdown;
+mod slow_readers;
 mod startup;
 mod stickiness;
 mod support;

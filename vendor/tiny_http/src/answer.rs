@@ -24,8 +24,8 @@ use crate::util::{RefinedTcpStream, SequentialWriter};
 /// The largest body an answer may have to be sent without blocking.
 pub(crate) const DIRECT_MAX: usize = 64 * 1024;
 
-/// A thread that finishes an answer only writes.
-const FINISHER_STACK: usize = 64 * 1024;
+/// A thread that finishes an answer only writes (and may log a line).
+const FINISHER_STACK: usize = 128 * 1024;
 
 /// How a request's answer ended, for its connection's thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
