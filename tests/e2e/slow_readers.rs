@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,11 @@ use crate::support::{Stack, wait_for};
 
 const SLOW_READERS: usize = 8;
 /// Over twice the instance's WRITE_TIMEOUT_MS (10 s): each slow reader's
-/// buffers fill within a second or two, and its answer then waits out the
-/// write timeout.
+/// buffers fill within seconds, and its answer then waits out the write
+/// timeout. The slow readers go on until the instance has closed one of
+/// them too, for at most `HOLD_MAX`.
 const HOLD: Duration = Duration::from_secs(25);
+const HOLD_MAX: Duration = Duration::from_secs(60);
 /// Well under WRITE_TIMEOUT_MS: a probe that waited behind a slow reader's
 /// answer would take about that long.
 const PROBE_BOUND: Duration = Duration::from_secs(2);
@@ -31,11 +33,12 @@ fn clients_that_never_read_their_answers_delay_no_one_else() {
     let instance = stack.instance_addr(1);
     let before = stack.counter_and_rows();
     let stop = Arc::new(AtomicBool::new(false));
+    let closed = Arc::new(AtomicU64::new(0));
 
     let slow: Vec<_> = (0..SLOW_READERS)
         .map(|_| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || never_read(instance, &stop))
+            let (stop, closed) = (Arc::clone(&stop), Arc::clone(&closed));
+            thread::spawn(move || never_read(instance, &stop, &closed))
         })
         .collect();
     let probes: Vec<_> = [("through nginx", stack.http_addr()), ("direct", instance)]
@@ -45,12 +48,16 @@ fn clients_that_never_read_their_answers_delay_no_one_else() {
             thread::spawn(move || (route, probe(addr, &stop)))
         })
         .collect();
-    thread::sleep(HOLD);
+    let started = Instant::now();
+    while started.elapsed() < HOLD_MAX
+        && (started.elapsed() < HOLD || closed.load(Ordering::Relaxed) == 0)
+    {
+        thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
-    let closed: u64 = slow
-        .into_iter()
-        .map(|t| t.join().expect("slow reader"))
-        .sum();
+    for reader in slow {
+        reader.join().expect("slow reader");
+    }
     let probes: Vec<(&str, Probes)> = probes
         .into_iter()
         .map(|t| t.join().expect("probe"))
@@ -77,8 +84,9 @@ fn clients_that_never_read_their_answers_delay_no_one_else() {
     // Only an answer not written within WRITE_TIMEOUT_MS closes a connection:
     // the slow readers' buffers really filled.
     assert!(
-        closed > 0,
-        "the instance closed none of the connections that never read"
+        closed.load(Ordering::Relaxed) > 0,
+        "the instance closed none of the connections that never read in {:?}",
+        started.elapsed()
     );
 
     // Every hit the instance answered 200 is in access_log (once: its
@@ -132,12 +140,11 @@ fn connect_small(addr: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 /// Sends `GET /` over and over and never reads, reconnecting whenever the
-/// instance closes the connection, until `stop`; returns how often it did.
-fn never_read(addr: SocketAddr, stop: &AtomicBool) -> u64 {
+/// instance closes the connection (counted in `closed`), until `stop`.
+fn never_read(addr: SocketAddr, stop: &AtomicBool, closed: &AtomicU64) {
     let batch = "GET / HTTP/1.1\r\nHost: slow-reader\r\n\r\n"
         .repeat(50)
         .into_bytes();
-    let mut closed = 0;
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut stream) = connect_small(addr) else {
             thread::sleep(Duration::from_millis(100));
@@ -148,7 +155,7 @@ fn never_read(addr: SocketAddr, stop: &AtomicBool) -> u64 {
             let mut rest = batch.as_slice();
             while !rest.is_empty() {
                 if stop.load(Ordering::Relaxed) {
-                    return closed;
+                    return;
                 }
                 match stream.write(rest) {
                     Ok(0) => break 'connection,
@@ -163,9 +170,8 @@ fn never_read(addr: SocketAddr, stop: &AtomicBool) -> u64 {
                 }
             }
         }
-        closed += 1;
+        closed.fetch_add(1, Ordering::Relaxed);
     }
-    closed
 }
 
 #[derive(Debug, Default)]
