@@ -611,7 +611,7 @@ fn a_client_that_never_reads_blocks_no_thread_that_answers() {
         thread::sleep(Duration::from_millis(10));
     }
     loop {
-        assert_answered_within(addr, Duration::from_secs(1));
+        assert_answered_within(addr, Duration::from_millis(1500));
         if server.num_connections() == 0 {
             break;
         }
@@ -628,7 +628,7 @@ fn a_client_that_never_reads_blocks_no_thread_that_answers() {
     );
     let slowest = *slowest.lock().unwrap();
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(1),
         "every respond returned at once; the slowest took {:?}",
         slowest
     );
