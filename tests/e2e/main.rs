@@ -14,6 +14,7 @@ mod privileges;
 mod raw;
 mod reapply;
 mod shutdown;
+mod slow_readers;
 mod startup;
 mod stickiness;
 mod support;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::answer::ConnectionWriter;
 use crate::chunked;
 use crate::common::HTTPVersion;
 use crate::head::{head_end, parse_head};
@@ -130,7 +131,7 @@ impl ClientConnection {
             head.headers,
             self.remote_addr,
             data_source,
-            writer,
+            ConnectionWriter::new(writer, self.limits.write_timeout),
             BodyOptions {
                 deadline: Some(arrived_at + self.limits.header_timeout),
                 unread: Some(Arc::clone(&self.unread_body)),
@@ -303,12 +304,17 @@ impl ClientConnection {
         }
     }
 
-    /// After a refusal: shut our side and read what the client still sends
-    /// for a moment, so closing with unread data (which resets the
-    /// connection) does not destroy the answer before the client reads it.
-    fn linger(&mut self) {
+    /// After a refusal, or an answer that closes the connection: shut our
+    /// side and read what the client still sends for a moment, so closing
+    /// with unread data (which resets the connection) does not destroy the
+    /// answer before the client reads it.
+    pub(crate) fn linger(&mut self) {
         const LINGER: Duration = Duration::from_millis(500);
         const LINGER_BYTES: usize = 64 * 1024;
+        // PATCHED: a request read ahead hands the stream on once dropped.
+        if !self.next_header_source.wait_turn() {
+            return;
+        }
         self.set_read_timeout(LINGER);
         let Some(reader) = self.next_header_source.get_mut() else {
             return;

@@ -121,6 +121,44 @@ impl Connection {
         }
     }
 
+    /// PATCHED: `send(2)` on the socket itself: at once, taking what it
+    /// can without blocking (`wait` is `None`), or blocking up to `wait`;
+    /// then each blocking write is bounded by `write_timeout` again. The
+    /// socket cannot be made non-blocking instead: its reading half shares
+    /// the file description. `None` where this is not available.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn send(
+        &self,
+        bytes: &[u8],
+        wait: Option<Duration>,
+        write_timeout: Duration,
+    ) -> Option<std::io::Result<usize>> {
+        let socket = match self {
+            Self::Tcp(s) => socket2::SockRef::from(s),
+            Self::Unix(s) => socket2::SockRef::from(s),
+        };
+        // A zero timeout would mean none at all.
+        let at_least = |t: Duration| Some(t.max(Duration::from_millis(1)));
+        Some(match wait {
+            None => socket.send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
+            Some(wait) => socket.set_write_timeout(at_least(wait)).and_then(|()| {
+                let sent = socket.send_with_flags(bytes, libc::MSG_NOSIGNAL);
+                socket.set_write_timeout(at_least(write_timeout)).ok();
+                sent
+            }),
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn send(
+        &self,
+        _bytes: &[u8],
+        _wait: Option<Duration>,
+        _write_timeout: Duration,
+    ) -> Option<std::io::Result<usize>> {
+        None
+    }
+
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.set_nonblocking(nonblocking),

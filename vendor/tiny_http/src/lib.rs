@@ -106,6 +106,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use answer::{Answered, Notice};
 use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
@@ -117,6 +118,7 @@ pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod answer; // PATCHED (hardening): answers that never block the thread giving them.
 mod chunked; // PATCHED (hardening): a strict decoder for chunked request bodies.
 mod client;
 mod common;
@@ -454,20 +456,39 @@ impl Server {
 }
 
 /// PATCHED (hardening): one request in flight per connection. A request is
-/// handed to the workers only once the previous one is answered, so a client
-/// that pipelines cannot queue requests without bound (upstream did this for
-/// HTTPS only). The next head is read first: a client that waits for each
-/// answer (nginx does) sends it after the answer, so no extra wake-up is needed.
-fn serve_connection(client: ClientConnection, messages: &MessagesQueue<Message>) {
-    let (sender, receiver) = mpsc::channel();
-    let mut answered = true;
-    for rq in client {
-        // The request answers, or is dropped (which answers 500), then notifies.
-        if !answered && receiver.recv().is_err() {
-            break;
+/// handed to the workers only once the previous one's answer is written or
+/// abandoned, so a client that pipelines cannot queue requests without
+/// bound (upstream did this for HTTPS only), and one that does not read has
+/// one answer pending at most. The next head is read first: a client that
+/// waits for each answer (nginx does) sends it after the answer, so no extra
+/// wake-up is needed. The connection counts as open (the caller's guard)
+/// until its last answer is written or abandoned, even after its client
+/// has gone or its last request was handed out.
+fn serve_connection(mut client: ClientConnection, messages: &MessagesQueue<Message>) {
+    let (sender, answers) = mpsc::channel();
+    let mut pending = false;
+    while let Some(rq) = client.next() {
+        // An answer tells once written or abandoned, even if its request is dropped.
+        if pending {
+            match answers.recv() {
+                Ok(Answered::Written) => {}
+                // The handler closed the connection: the request read ahead is not served.
+                Ok(Answered::Closes) => {
+                    rq.discard();
+                    client.linger();
+                    return;
+                }
+                Ok(Answered::Abandoned) | Err(_) => {
+                    rq.discard();
+                    return;
+                }
+            }
         }
-        messages.push(rq.with_notify_sender(sender.clone()).into());
-        answered = false;
+        messages.push(rq.with_notice(Notice::new(sender.clone())).into());
+        pending = true;
+    }
+    if pending {
+        answers.recv().ok();
     }
 }
 

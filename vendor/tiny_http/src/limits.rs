@@ -13,7 +13,10 @@ pub struct Limits {
     /// A kept-alive connection is closed when no next request starts within
     /// this. Default 60 s.
     pub idle_timeout: Duration,
-    /// The longest one write of a response may block. Default 10 s.
+    /// How long a client may take to take in a response: the rest of an
+    /// answer its socket did not take at once must be written within this,
+    /// and each blocking write of a larger answer may wait this long. Past
+    /// it the connection is closed. Default 10 s.
     pub write_timeout: Duration,
     /// The most bytes a request head (request line and headers) may have;
     /// a larger one is answered 431. Default 40 KiB.

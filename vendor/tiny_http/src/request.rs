@@ -5,10 +5,10 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::answer::{self, Answered, Notice, ResponseWriter, DIRECT_MAX};
 use crate::chunked::{self, ChunkedError};
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, HeaderField, Method, Response, StatusCode};
@@ -59,7 +59,8 @@ pub struct Request {
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
     // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    // PATCHED: a writer that can also send without blocking (`answer.rs`).
+    response_writer: Option<Box<dyn ResponseWriter>>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -89,11 +90,14 @@ pub struct Request {
     must_send_continue: bool,
 
     // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    // PATCHED: once the answer is written or abandoned, saying which.
+    notify_when_responded: Option<Notice>,
 }
 
 struct NotifyOnDrop<R> {
-    sender: Sender<()>,
+    // PATCHED: how the connection goes on once this writer is done.
+    notice: Option<Notice>,
+    answered: Answered,
     inner: R,
 }
 
@@ -113,7 +117,9 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
         // PATCHED: a connection that ended before its answer must not panic a worker.
-        self.sender.send(()).ok();
+        if let Some(notice) = self.notice.take() {
+            notice.send(self.answered);
+        }
     }
 }
 
@@ -258,7 +264,7 @@ pub fn new_request<R, W>(
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
-    W: Write + Send + 'static,
+    W: ResponseWriter + 'static,
 {
     // PATCHED: one framing or none (see `framing`); upstream let
     // Transfer-Encoding win over Content-Length and decoded any value as chunked.
@@ -364,7 +370,7 @@ where
 
     Ok(Request {
         data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        response_writer: Some(Box::new(writer) as Box<dyn ResponseWriter>),
         remote_addr,
         secure,
         method,
@@ -447,8 +453,19 @@ impl Request {
         self
     }
 
-    pub(crate) fn close_connection(&mut self) {
+    /// PATCHED: the connection closes once this request is answered. The
+    /// answer says `Connection: close`; a request its client sent meanwhile
+    /// is dropped unanswered and unhandled (RFC 9112 §9.6), even though the
+    /// connection's thread has read it already.
+    pub fn close_connection(&mut self) {
         self.close_connection = true;
+    }
+
+    /// PATCHED: drops a request its connection will not serve, without an
+    /// answer (a request read ahead on a connection that ends).
+    pub(crate) fn discard(mut self) {
+        self.response_writer = None;
+        self.notify_when_responded = None;
     }
 
     /// Returns the HTTP version of the request.
@@ -507,9 +524,10 @@ impl Request {
         self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
 
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
+        if let Some(notice) = self.notify_when_responded.take() {
             let stream = NotifyOnDrop {
-                sender,
+                notice: Some(notice),
+                answered: Answered::Closes,
                 inner: stream,
             };
             Box::new(stream) as Box<dyn ReadWrite + Send>
@@ -574,14 +592,18 @@ impl Request {
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
         let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
+        if let Some(notice) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
-                sender,
+                notice: Some(notice),
+                answered: match self.close_connection {
+                    true => Answered::Closes,
+                    false => Answered::Written,
+                },
                 inner: writer,
             };
             Box::new(writer) as Box<dyn Write + Send + 'static>
         } else {
-            writer
+            Box::new(writer) as Box<dyn Write + Send + 'static>
         }
     }
 
@@ -589,7 +611,7 @@ impl Request {
     /// as the object returned by `into_writer` above.
     ///
     /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
+    fn extract_writer_impl(&mut self) -> Box<dyn ResponseWriter> {
         use std::mem;
 
         assert!(self.response_writer.is_some());
@@ -613,17 +635,18 @@ impl Request {
     }
 
     /// Sends a response to this request.
+    ///
+    /// PATCHED: a response of known length up to 64 KiB never blocks:
+    /// what the client's socket does not take at once is written by a
+    /// thread of its own, within the write timeout, or the connection is
+    /// closed (`answer.rs`). Larger ones, and those of unknown length, are
+    /// written here, each write blocking up to the write timeout.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            // PATCHED: was unwrap(); the connection may be gone already.
-            sender.send(()).ok();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -631,19 +654,43 @@ impl Request {
         R: Read,
     {
         let mut writer = self.extract_writer_impl();
+        // PATCHED: the connection's thread learns once the answer is written or abandoned.
+        let notice = self.notify_when_responded.take();
 
         let do_not_send_body = self.method == Method::Head;
+        let close = self.close_connection;
 
-        Self::ignore_client_closing_errors(response.print(
-            writer.by_ref(),
-            self.http_version.clone(),
-            &self.headers,
-            do_not_send_body,
-            None,
-            self.close_connection,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
+        let result = match response.data_length() {
+            Some(length) if length <= DIRECT_MAX => {
+                let mut bytes = Vec::with_capacity(1024 + length);
+                let printed = response.bounded().print(
+                    &mut bytes,
+                    self.http_version.clone(),
+                    &self.headers,
+                    do_not_send_body,
+                    None,
+                    close,
+                );
+                match printed {
+                    Ok(()) => answer::deliver(writer, bytes, close, notice),
+                    Err(e) => answer::finish(writer, Err(e), close, notice),
+                }
+            }
+            _ => {
+                let written = response
+                    .print(
+                        writer.by_ref(),
+                        self.http_version.clone(),
+                        &self.headers,
+                        do_not_send_body,
+                        None,
+                        close,
+                    )
+                    .and_then(|()| writer.flush());
+                answer::finish(writer, written, close, notice)
+            }
+        };
+        Self::ignore_client_closing_errors(result)
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
@@ -656,8 +703,8 @@ impl Request {
         })
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
+    pub(crate) fn with_notice(mut self, notice: Notice) -> Self {
+        self.notify_when_responded = Some(notice);
         self
     }
 }
@@ -676,11 +723,10 @@ impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
+            // PATCHED: through the same path as any answer, which tells the
+            // connection's thread (upstream unwrapped a send here, a panic
+            // inside a drop).
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                // PATCHED: was unwrap(), a panic inside a drop.
-                sender.send(()).ok();
-            }
         }
     }
 }

@@ -480,6 +480,20 @@ where
         Ok(())
     }
 
+    /// PATCHED: the body cut at its declared length, so an answer
+    /// serialised in memory (`answer.rs`) takes no more than that; upstream
+    /// wrote whatever the reader gave, past its own `Content-Length`.
+    pub(crate) fn bounded(self) -> Response<io::Take<R>> {
+        let limit = self.data_length.map_or(u64::MAX, |l| l as u64);
+        Response {
+            reader: self.reader.take(limit),
+            status_code: self.status_code,
+            headers: self.headers,
+            data_length: self.data_length,
+            chunked_threshold: self.chunked_threshold,
+        }
+    }
+
     /// Retrieves the current value of the `Response` status code
     pub fn status_code(&self) -> StatusCode {
         self.status_code

@@ -73,7 +73,7 @@ impl From<TestRequest> for Request {
             mock.headers,
             Some(mock.remote_addr),
             mock.body.as_bytes(),
-            std::io::sink(),
+            crate::answer::Blocking(std::io::sink()),
             crate::request::BodyOptions::default(),
         )
         .unwrap()

@@ -505,3 +505,275 @@ fn a_well_formed_chunked_body_reaches_the_handler_whole() {
     request.respond(Response::empty(204)).unwrap();
     assert!(read_response(&mut client).starts_with("HTTP/1.1 204"));
 }
+
+/// A server whose `workers` threads give each request to `handler`.
+fn serve(
+    limits: Limits,
+    workers: usize,
+    handler: impl Fn(tiny_http::Request) + Send + Sync + 'static,
+) -> (Arc<Server>, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Arc::new(Server::from_listener_with_limits(listener, None, limits).unwrap());
+    let handler = Arc::new(handler);
+    for _ in 0..workers {
+        let (server, handler) = (Arc::clone(&server), Arc::clone(&handler));
+        thread::spawn(move || {
+            while let Ok(request) = server.recv() {
+                handler(request);
+            }
+        });
+    }
+    (server, addr)
+}
+
+/// A request on a connection of its own is answered within `bound`.
+fn assert_answered_within(addr: SocketAddr, bound: Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /alive HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let reply = read_to_close(&mut stream);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{}", reply);
+    assert!(
+        started.elapsed() < bound,
+        "answered in {:?}, over {:?}",
+        started.elapsed(),
+        bound
+    );
+}
+
+/// Waits up to `timeout` for the server to count `open` connections.
+fn wait_for_connections(server: &Server, open: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while server.num_connections() != open {
+        assert!(
+            Instant::now() < deadline,
+            "{} connections counted, not {} after {:?}",
+            server.num_connections(),
+            open,
+            timeout
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The server counts `open` connections throughout `period`.
+fn assert_connections_for(server: &Server, open: usize, period: Duration) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        assert_eq!(server.num_connections(), open, "connections counted");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Under the 64 KiB an answer may have to be sent without blocking.
+const BIG: usize = 60 * 1024;
+
+#[test]
+fn a_client_that_never_reads_blocks_no_thread_that_answers() {
+    let started = Instant::now();
+    let slowest = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let big_answers = Arc::new(AtomicUsize::new(0));
+    let (timed, counted) = (Arc::clone(&slowest), Arc::clone(&big_answers));
+    // One worker: were it held by the slow client, nobody else would be answered.
+    let (server, addr) = serve(short_limits(), 1, move |request| {
+        let big = request.url() == "/big";
+        let body = match big {
+            true => vec![b'x'; BIG],
+            false => b"alive".to_vec(),
+        };
+        let started = Instant::now();
+        let _ = request.respond(Response::from_data(body));
+        let took = started.elapsed();
+        let mut slowest = timed.lock().unwrap();
+        *slowest = (*slowest).max(took);
+        if big {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+
+    // Pipelined requests for far more than the socket buffers hold, never read.
+    let mut never_reads = TcpStream::connect(addr).unwrap();
+    let requests = 400;
+    never_reads
+        .write_all(&b"GET /big HTTP/1.1\r\n\r\n".repeat(requests))
+        .unwrap();
+
+    // Its buffers fill, its pending answer waits out the write timeout (2 s),
+    // then the connection is closed; meanwhile everyone else is answered at once.
+    while big_answers.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "served at all");
+        thread::sleep(Duration::from_millis(10));
+    }
+    loop {
+        assert_answered_within(addr, Duration::from_millis(1500));
+        if server.num_connections() == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the connection that never reads is closed after the write timeout"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        started.elapsed() >= short_limits().write_timeout,
+        "not before the write timeout: {:?}",
+        started.elapsed()
+    );
+    let slowest = *slowest.lock().unwrap();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "every respond returned at once; the slowest took {:?}",
+        slowest
+    );
+    let served = big_answers.load(Ordering::SeqCst);
+    assert!(
+        0 < served && served < requests,
+        "the connection was closed before all its requests were served: {} of {}",
+        served,
+        requests
+    );
+    // Its client finds the connection closed, not merely silent.
+    never_reads
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answers = Vec::new();
+    let end = never_reads.read_to_end(&mut answers);
+    assert!(
+        !matches!(&end, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "closed: {:?} after {} bytes",
+        end,
+        answers.len()
+    );
+}
+
+#[test]
+fn a_connection_counts_until_its_last_answer_is_written() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits {
+        write_timeout: Duration::from_secs(10),
+        ..short_limits()
+    };
+    let server = Arc::new(Server::from_listener_with_limits(listener, None, limits).unwrap());
+
+    // The last request of its connection, whose answer (16 MiB of unknown
+    // length, written blocking) waits for a client that has not read yet.
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(b"GET /huge HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let request = server.recv().unwrap();
+    let answering = thread::spawn(move || {
+        let body = std::io::repeat(b'x').take(16 << 20);
+        request.respond(Response::new(
+            tiny_http::StatusCode(200),
+            vec![],
+            body,
+            None,
+            None,
+        ))
+    });
+    assert_connections_for(&server, 1, Duration::from_millis(500));
+    let answer = read_to_close(&mut client);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{}", &answer[..40]);
+    assert!(answer.ends_with("\r\n0\r\n\r\n"), "the answer came whole");
+    answering.join().unwrap().unwrap();
+    wait_for_connections(&server, 0, Duration::from_secs(5));
+
+    // A client that leaves before its answer: counted until it is answered.
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"GET /gone HTTP/1.1\r\n\r\n").unwrap();
+    let request = server.recv().unwrap();
+    drop(client);
+    assert_connections_for(&server, 1, Duration::from_millis(500));
+    let _ = request.respond(Response::from_string("too late"));
+    wait_for_connections(&server, 0, Duration::from_secs(5));
+}
+
+#[test]
+fn close_connection_ends_a_kept_alive_connection_after_its_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::from_listener_with_limits(listener, None, short_limits()).unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The second request is read ahead while the first is answered.
+    client
+        .write_all(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut first = server.recv().unwrap();
+    first.close_connection();
+    first.respond(Response::from_string("one")).unwrap();
+
+    let reply = read_to_close(&mut client);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{}", reply);
+    assert!(reply.contains("Connection: close\r\n"), "{}", reply);
+    assert!(
+        reply.ends_with("\r\n\r\none"),
+        "one answer, then the end: {}",
+        reply
+    );
+    let second = server.recv_timeout(Duration::from_millis(500)).unwrap();
+    assert!(
+        second.is_none(),
+        "the request read ahead was not handed out: {:?}",
+        second
+    );
+    wait_for_connections(&server, 0, Duration::from_secs(5));
+}
+
+#[test]
+fn head_and_dropped_requests_are_answered_in_order_on_one_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::from_listener_with_limits(listener, None, short_limits()).unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(b"HEAD /h HTTP/1.1\r\n\r\nGET /dropped HTTP/1.1\r\n\r\nGET /g HTTP/1.1\r\n\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        let request = server.recv().unwrap();
+        match request.url() {
+            "/dropped" => drop(request),
+            _ => request.respond(Response::from_string("body")).unwrap(),
+        }
+    }
+    let head = read_head(&mut client);
+    assert!(head.starts_with("HTTP/1.1 200"), "{}", head);
+    assert!(head.contains("Content-Length: 4\r\n"), "{}", head);
+    // No body after HEAD: the next bytes are the next answer.
+    assert!(read_response(&mut client).starts_with("HTTP/1.1 500"));
+    let last = read_response(&mut client);
+    assert!(last.starts_with("HTTP/1.1 200"), "{}", last);
+    assert!(last.ends_with("\r\n\r\nbody"), "{}", last);
+}
+
+/// Reads one response head, whatever it says of a body.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0];
+    while !out.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed early"
+        );
+        out.push(byte[0]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -57,6 +57,21 @@ impl Stream {
         }
     }
 
+    /// PATCHED: see `Connection::send`; `None` under SSL, whose bytes must
+    /// go through its own stream.
+    fn send(
+        &self,
+        bytes: &[u8],
+        wait: Option<Duration>,
+        write_timeout: Duration,
+    ) -> Option<IoResult<usize>> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.send(bytes, wait, write_timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        }
+    }
+
     /// PATCHED (hardening): bounds each blocking read. Not applied under SSL,
     /// whose stream wrapper does not expose its socket here.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
@@ -144,6 +159,21 @@ impl RefinedTcpStream {
     /// PATCHED: ends our side of the connection, whichever half this is.
     pub(crate) fn shutdown_write(&mut self) -> IoResult<()> {
         self.stream.shutdown(Shutdown::Write)
+    }
+
+    /// PATCHED: ends the connection one way or both, whichever half this is.
+    pub(crate) fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
+        self.stream.shutdown(how)
+    }
+
+    /// PATCHED: see `Stream::send`.
+    pub(crate) fn send(
+        &self,
+        bytes: &[u8],
+        wait: Option<Duration>,
+        write_timeout: Duration,
+    ) -> Option<IoResult<usize>> {
+        self.stream.send(bytes, wait, write_timeout)
     }
 }
 

@@ -150,30 +150,35 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
-impl<W: Write + Send> Write for SequentialWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+impl<W: Write + Send> SequentialWriter<W> {
+    /// PATCHED: once the previous writer has finished, lends the stream
+    /// itself, for what `Write` cannot say (sending without blocking, a
+    /// shutdown).
+    pub fn with_inner<T>(&mut self, f: impl FnOnce(&mut W) -> T) -> T {
+        self.wait_turn();
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut writer)
+    }
+
+    fn wait_turn(&mut self) {
         // PATCHED: was unwrap(); a previous writer that vanished has finished too.
         if let Some(v) = self.trigger.as_mut() {
             v.recv().ok();
         }
         self.trigger = None;
+    }
+}
 
-        self.writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .write(buf)
+impl<W: Write + Send> Write for SequentialWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        self.with_inner(|writer| writer.write(buf))
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().ok();
-        }
-        self.trigger = None;
-
-        self.writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .flush()
+        self.with_inner(|writer| writer.flush())
     }
 }
 
