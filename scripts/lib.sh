@@ -107,6 +107,11 @@ port_in_use() {
   (: <"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
+# usage: port_free PORT [HOST]
+port_free() {
+  ! port_in_use "$@"
+}
+
 # usage: host_container_start NAME IMAGE PROGRAM DIR [args...]   (runs
 # IMAGE's PROGRAM in the background as container NAME, replacing a leftover
 # one. On the host's network and pid namespace, with DIR mounted at its own

@@ -215,7 +215,10 @@ mysql_spawn() {
       answers_or_exited "$dir/run/mysqld.pid" _mysql_answers "$port" || true
     pid_alive "$pidfile" && return 0
   fi
-  port_in_use "$port" && die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
+  # A killed server's threads may still hold its listening socket for a
+  # moment after its main thread is gone.
+  wait_until 10 "port $port on 127.0.0.1 to be free" port_free "$port" ||
+    die "cannot start $_MYSQL_FLAVOR: port $port on 127.0.0.1 is already in use"
   # A server killed with SIGKILL stays a zombie until its parent reaps it
   # (seconds, here), and mysqld takes the pid in its socket's lock file for
   # a live server and refuses to start. That server is gone: so is its lock.

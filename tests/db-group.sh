@@ -166,7 +166,7 @@ step_kill_primary() {
   log "SIGKILL of the primary (member $old): another member took writes after $took s"
   tap_check "SIGKILL of the primary: member $(group_primary || echo none) takes writes after $took s" other_primary "$old"
   tap_check "the new primary takes writes" write "$(group_primary)"
-  group_member_start "$old" 2>/dev/null
+  group_member_start "$old"
   tap_check "the killed member, restarted, rejoins and every member holds the same transactions and rows" \
     wait_converged "the killed member to catch up"
   tap_check "no acknowledged write lost: $WRITES rows on every member" rows_everywhere "$WRITES"
@@ -215,7 +215,7 @@ step_kill_secondary() {
   kill -KILL "$(member_pid "$victim")"
   tap_check "SIGKILL of a secondary (member $victim): the primary takes writes at once" write "$primary"
   tap_check "the primary stays member $primary" test "$(group_primary)" = "$primary"
-  group_member_start "$victim" 2>/dev/null
+  group_member_start "$victim"
   tap_check "the secondary, restarted, rejoins and catches up" wait_converged "the secondary to rejoin"
 }
 
@@ -236,8 +236,8 @@ step_majority_lost() {
   tap_check "the survivor refuses writes" \
     expect_refused "$(sql "$survivor" "INSERT INTO grtest.t (note) VALUES ('refused')" 2>&1 && echo COMMITTED)"
   start=$(date +%s.%N)
-  group_member_spawn "$a" 2>/dev/null
-  group_member_spawn "$b" 2>/dev/null
+  group_member_spawn "$a"
+  group_member_spawn "$b"
   wait_until "$CONVERGE_SECONDS" "the group to come back" all_online || true
   tap_check "the killed members restarted: the group is back by itself after $(seconds_since "$start") s: $(roles)" all_online
   tap_check "the group takes writes again" write "$(group_primary)"

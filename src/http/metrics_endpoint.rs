@@ -20,20 +20,23 @@ pub fn start(
     listener: TcpListener,
     open_connections: impl Fn() -> usize + Send + 'static,
 ) -> std::io::Result<()> {
-    // A scraper needs few connections and small heads.
+    // A scraper needs few connections and small heads. Each connection ends
+    // after one scrape, and one that sends nothing, or does not read its
+    // answer, is closed within seconds: idle ones cannot lock a scraper out.
     let limits = tiny_http::Limits {
-        header_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        write_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(2),
         max_head_bytes: 16 * 1024,
-        max_connections: 16,
+        max_connections: 64,
     };
     let http = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(std::io::Error::other)?;
     thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            for request in http.incoming_requests() {
+            for mut request in http.incoming_requests() {
+                request.close_connection();
                 let response = answer(request.method(), request.url(), &open_connections);
                 if let Err(e) = request.respond(response) {
                     log::debug!("could not send metrics: {e}");

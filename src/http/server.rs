@@ -38,7 +38,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// `IDLE_TIMEOUT_MS`: a kept-alive connection with no next request is closed after this.
     pub idle_timeout: Duration,
-    /// `WRITE_TIMEOUT_MS`: the longest a response write may block.
+    /// `WRITE_TIMEOUT_MS`: how long a client has to read its answer; past
+    /// it, the connection is closed. No thread waits on it.
     pub write_timeout: Duration,
     /// `MAX_HEADER_BYTES`: a larger request head is answered 431.
     pub max_header_bytes: usize,

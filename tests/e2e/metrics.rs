@@ -182,3 +182,42 @@ fn the_log_file_rotates_within_its_bounds() {
     let current = std::fs::read_to_string(dir.join(&prefix)).expect("current log");
     assert!(current.ends_with('\n'), "whole lines");
 }
+
+/// Idle connections cannot lock a scraper out: each connection ends after
+/// its scrape, and one that sends nothing is closed within seconds.
+#[test]
+fn idle_connections_never_lock_a_scraper_out() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let stack = Stack::up("metrics-idle", 1);
+    let addr = stack.metrics_addr(1);
+    // Scrapers that would keep their connections for the next scrape.
+    let kept: Vec<TcpStream> = (0..32)
+        .map(|i| {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+            let mut answer = Vec::new();
+            conn.read_to_end(&mut answer)
+                .unwrap_or_else(|e| panic!("scrape {i}: the server closes after it, not {e}"));
+            assert!(answer.starts_with(b"HTTP/1.1 200"), "scrape {i}");
+            conn
+        })
+        .collect();
+    // And connections that never send a thing.
+    let silent: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    wait_for(
+        Duration::from_secs(10),
+        "a new scrape to be answered",
+        || {
+            Client::new(addr)
+                .get("/metrics")
+                .is_ok_and(|r| r.status == 200)
+        },
+    );
+    drop((kept, silent));
+}
