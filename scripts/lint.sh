@@ -125,3 +125,5 @@ gixy_renderings() {
   rm -f "$rendered"
   return "$status"
 }
+
+main "$@"
