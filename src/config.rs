@@ -15,7 +15,7 @@ use crate::telemetry::logging::LogSettings;
 const DEFAULT_WORKERS: usize = 8;
 const DEFAULT_COMMITTERS: usize = 1;
 
-/// Everything the app can be configured with. Each field is one variable in the README's table.
+/// Everything the app can be configured with. Each variable is a row of the README's table.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `LISTEN_ADDR`: where tiny_http listens.
@@ -35,7 +35,7 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// `COOKIE_TTL_SECONDS`: Max-Age of the sticky cookie.
     pub cookie_ttl_seconds: u32,
-    /// `TRUSTED_PROXIES`: peers whose X-Real-IP and X-Request-ID are believed.
+    /// `TRUSTED_PROXIES`: peers whose X-Real-IP, X-Request-ID and X-Forwarded-Proto are believed.
     pub trusted_proxies: TrustedProxies,
     /// `INTERNAL_IP`: overrides the detected internal address.
     pub internal_ip: Option<IpAddr>,

@@ -52,7 +52,7 @@ pub struct ConnectionLimits {
 pub struct ServerSettings {
     pub workers: usize,
     pub limits: ConnectionLimits,
-    /// Peers whose X-Real-IP and X-Request-ID are believed.
+    /// Peers whose X-Real-IP, X-Request-ID and X-Forwarded-Proto are believed.
     pub trusted_proxies: TrustedProxies,
 }
 

@@ -1,4 +1,4 @@
-//! The app's `internal_ip` session cookie: it tells a client which instance
+//! The app's `internal_ip` cookie: it tells a client which instance
 //! answered. nginx routes on its own `webcluster_route` cookie, not this one.
 
 use std::net::IpAddr;
