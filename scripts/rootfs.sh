@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once) and prints the path of a Debian unstable root filesystem holding
 # nginx >= 1.30 and MySQL 9.7, which bookworm does not ship.
-# usage: scripts/rootfs.sh [--print-path]
+# usage: scripts/rootfs.sh
 set -Eeuo pipefail
 ME=rootfs
 # shellcheck source=scripts/lib.sh
