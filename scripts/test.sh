@@ -4,8 +4,8 @@
 # (MySQL 9.7 and MariaDB), the database group's mechanics, the end-to-end
 # tests through nginx on the local stack, HTTPS at nginx (tests/tls.sh),
 # then some end-to-end tests with the servers in containers, as CI runs
-# them, and the Docker Compose and Swarm
-# end-to-end tests on this machine's engine.
+# them, the Docker Compose and Swarm end-to-end tests on this machine's
+# engine, and the Swarm stack on three Docker-in-Docker nodes.
 # usage: scripts/test.sh            (as root: it installs packages and uses chroot)
 set -Eeuo pipefail
 ME=tests
@@ -137,6 +137,8 @@ main() {
   COMPOSE_TOOL=v2 COMPOSE_STEPS=group bash tests/compose.sh
   log "Docker Swarm end-to-end test (deploy/swarm/stack.yml)"
   bash tests/swarm.sh
+  log "the Swarm stack with the database group on 3 Docker-in-Docker nodes, whole nodes killed under load (tests/swarm-nodes.sh)"
+  bash tests/swarm-nodes.sh
 }
 
 main "$@"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The Swarm stack (deploy/swarm/stack.yml) on a real 3-node swarm: three
-# containers on a network of their own, each running its own dockerd
-# (Docker-in-Docker), all three managers. Under the load of sticky clients it
-# kills a whole node (docker kill: no warning) that holds an nginx and an app
-# task, then the swarm's leader, and checks that the stack goes on serving:
-# no request fails once its client moved to the surviving nginx, every
-# acknowledged hit is in the database exactly once, tasks are rescheduled,
-# clients are re-pinned and stay pinned; the killed node rejoins when
-# started again; a new leader is elected. Prints TAP lines, the time of each
-# phase, and removes every node, volume, network and image it made (the node
-# image is kept: tests/docker/node/image.sh caches it).
+# The Swarm stack (deploy/swarm/stack.yml with deploy/swarm/stack.group.yml:
+# the database as a 3-member group) on a real 3-node swarm: three containers
+# on a network of their own, each running its own dockerd (Docker-in-Docker),
+# all three managers, each holding one database member. Under the load of
+# sticky clients it kills a whole node (docker kill: no warning) that holds
+# the database primary, an nginx and an app task, then the swarm's leader,
+# and checks that the stack goes on serving: no request fails once its
+# client moved to the surviving nginx, every acknowledged hit is in the
+# database exactly once, the group elects a new primary, tasks are
+# rescheduled, clients are re-pinned and stay pinned; the killed node rejoins
+# when started again, and its member rejoins the group and catches up; a new
+# leader is elected. Prints TAP lines, the time of each phase, and removes
+# every node, volume, network and image it made (the node image is kept:
+# tests/docker/node/image.sh caches it).
 #
 # Here the routing mesh and service VIPs cannot work (no IPVS), so nginx is
 # published in host mode (NGINX_PUBLISH_MODE=host, one per node) and the
@@ -232,59 +235,136 @@ images_on_node() {
   done
 }
 
-# --- the database: today one MySQL task, on the node labelled webcluster.db ---------------
+# --- the database: a 3-member group, member N on node N ---------------------------------
 #
-# These functions are all the test knows of the database's layout. For a
-# group of three members pinned one per node: db_label_nodes labels each node
-# for its member; db_spared is false for every node; db_before_kill makes the
-# victim's member the primary; db_after_kill checks that another member
-# became primary; db_after_rejoin that the member is ONLINE again and every
-# member shows the same counter and rows; db_sql asks the primary.
+# deploy/swarm/stack.group.yml: db, db2 and db3, each pinned by a label to its
+# own node, so every node holds one member and any kill takes one down.
 
-DB_NODE=
-
-# usage: db_label_nodes VICTIM LEADER   (once nginx is placed and the nodes to
-# kill are known: the single database goes to the third node, which neither
-# kill takes down)
+# usage: db_label_nodes   (member N may run only on node N; member 1, db, also
+# needs the label a single database has)
 db_label_nodes() {
   local n
   for n in "${NODES[@]}"; do
-    [[ $n == "$1" || $n == "$2" ]] || DB_NODE=$n
+    manager_docker node update --label-add "webcluster.db-member=$n" "$(node_name "$n")" >/dev/null
   done
-  manager_docker node update --label-add webcluster.db=true "$(node_name "$DB_NODE")" >/dev/null
+  manager_docker node update --label-add webcluster.db=true "$(node_name 1)" >/dev/null
 }
 
-# usage: db_spared N   (true when killing node N would take the only database down)
-db_spared() {
-  [[ $1 == "$DB_NODE" ]]
+# usage: member_service N   (db, db2, db3)
+member_service() {
+  if (($1 == 1)); then echo db; else echo "db$1"; fi
 }
 
-# usage: db_before_kill N   (today nothing: node N holds no database)
-db_before_kill() {
-  :
+# usage: member_container N   (member N's container id, on node N)
+member_container() {
+  node_docker "$1" ps -q --filter "label=com.docker.swarm.service.name=${STACK}_$(member_service "$1")" | head -n 1
 }
 
-# usage: db_after_kill N   (checks after node N was killed)
-db_after_kill() {
-  tap_check "the database task still runs on node $DB_NODE" \
-    tap_expect_equal "db tasks" "$(node_name "$DB_NODE")" "$(running_tasks db | awk '{ print $1 }')"
-}
-
-# usage: db_after_rejoin N   (checks after node N rejoined: nothing today)
-db_after_rejoin() {
-  :
-}
-
-db_container() {
-  node_docker "$DB_NODE" ps -q --filter "label=com.docker.swarm.service.name=${STACK}_db" | head -n 1
-}
-
-# usage: db_sql SQL   (as root, in the database container; prints rows)
-db_sql() {
+# usage: member_sql N SQL   (as root on member N; prints rows)
+member_sql() {
   local id
-  id=$(db_container)
-  [[ -n $id ]] || return 1
-  node_docker "$DB_NODE" exec "$id" sh -c "$ROOT_SQL" sh "$1"
+  id=$(member_container "$1") && [[ -n $id ]] || return 1
+  node_docker "$1" exec "$id" sh -c "$ROOT_SQL" sh "$2"
+}
+
+# usage: member_role N   (PRIMARY or SECONDARY when ONLINE, else its state;
+# fails when it does not answer)
+member_role() {
+  local role
+  role=$(member_sql "$1" "SELECT IF(MEMBER_STATE = 'ONLINE', MEMBER_ROLE, MEMBER_STATE)
+    FROM performance_schema.replication_group_members WHERE MEMBER_ID = @@server_uuid" 2>/dev/null) &&
+    [[ -n $role ]] && printf '%s\n' "$role"
+}
+
+# usage: role_is N ROLE
+role_is() {
+  [[ $(member_role "$1") == "$2" ]]
+}
+
+# usage: db_primary [SKIP]   (the number of the member that takes writes; a
+# member that says it is the primary and is writable)
+db_primary() {
+  local n
+  for n in "${NODES[@]}"; do
+    [[ $n == "${1:-}" ]] && continue
+    [[ $(member_role "$n") == PRIMARY ]] || continue
+    [[ $(member_sql "$n" 'SELECT @@GLOBAL.super_read_only' 2>/dev/null) == 0 ]] || continue
+    printf '%s\n' "$n"
+    return 0
+  done
+  return 1
+}
+
+# usage: primary_is N
+primary_is() {
+  [[ $(db_primary) == "$1" ]]
+}
+
+# usage: primary_not N   (a member other than N is the primary)
+primary_not() {
+  db_primary "$1" >/dev/null
+}
+
+# usage: group_online N   (the primary sees N members ONLINE)
+group_online() {
+  local primary
+  primary=$(db_primary) || return 1
+  [[ $(member_sql "$primary" "SELECT COUNT(*) FROM performance_schema.replication_group_members
+    WHERE MEMBER_STATE = 'ONLINE'") == "$1" ]]
+}
+
+# usage: member_books N   (prints "COUNTER ROWS GTID_EXECUTED" as member N has them)
+member_books() {
+  member_sql "$1" "SELECT (SELECT hits FROM hit_total), (SELECT COUNT(*) FROM access_log),
+    REPLACE(@@GLOBAL.gtid_executed, '\n', '')" | tr '\t' ' '
+}
+
+# usage: members_agree   (all three members ONLINE, with the same counter,
+# rows and transactions)
+members_agree() {
+  local n first books
+  group_online 3 || return 1
+  for n in "${NODES[@]}"; do
+    books=$(member_books "$n") && [[ -n $books ]] || return 1
+    [[ -n ${first:-} ]] || first=$books
+    [[ $books == "$first" ]] || return 1
+  done
+}
+
+# usage: db_before_kill N   (makes member N the primary, before any load)
+db_before_kill() {
+  local primary uuid
+  primary=$(db_primary) || die "no database primary before the kill"
+  if [[ $primary != "$1" ]]; then
+    uuid=$(member_sql "$1" 'SELECT @@server_uuid') || die "member $1 does not answer"
+    member_sql "$primary" "SELECT group_replication_set_as_primary('$uuid')" >/dev/null ||
+      die "member $primary could not hand the primary over to member $1"
+  fi
+  wait_until 60 "member $1 to be the primary" primary_is "$1" || die "member $1 did not become the primary"
+  log "member $1, on node $1, is the database primary"
+}
+
+# usage: db_after_kill N KILL_MS   (node N held the primary: another member
+# must take over)
+db_after_kill() {
+  tap_check "the group elects a new primary" \
+    timed_wait "$2" 60 "node kill: a new database primary" primary_not "$1"
+}
+
+# usage: db_after_rejoin N SINCE_MS   (member N is back in the group and has
+# caught up)
+db_after_rejoin() {
+  tap_check "member $1 rejoins the group: ONLINE, a secondary" \
+    timed_wait "$2" 180 "restart: member $1 back ONLINE" role_is "$1" SECONDARY
+  tap_check "every member holds the same counter, rows and transactions" \
+    timed_wait "$2" 120 "restart: the 3 members agree" members_agree
+}
+
+# usage: db_sql SQL   (as root, on the primary; prints rows)
+db_sql() {
+  local primary
+  primary=$(db_primary) || return 1
+  member_sql "$primary" "$1"
 }
 
 # usage: db_totals   (prints "COUNTER ROWS")
@@ -305,7 +385,8 @@ stack_deploy() {
   (cd "$WORK" && env STACK_NAME="$STACK" APP_IMAGE="$APP_IMAGE" NGINX_IMAGE="$NGINX_IMAGE" \
     MYSQL_IMAGE="$MYSQL_IMAGE" HTTP_PORT=80 TLS=off NGINX_PUBLISH_MODE=host NGINX_MAX_PER_NODE=1 \
     DEPLOY_ID="$(date +%s)" DOCKER_HOST="unix://$WORK/api/$MANAGER/docker.sock" \
-    docker stack deploy --resolve-image never -c deploy/swarm/stack.yml "$STACK" >"$WORK/deploy.log" 2>&1) ||
+    docker stack deploy --resolve-image never -c deploy/swarm/stack.yml -c deploy/swarm/stack.group.yml \
+    "$STACK" >"$WORK/deploy.log" 2>&1) ||
     die_with_log "docker stack deploy failed" "$WORK/deploy.log"
 }
 
@@ -342,9 +423,12 @@ nginx_addresses() {
 }
 
 stack_ready() {
-  local address
+  local address n
   [[ $(running_tasks nginx | wc -l) == 2 && $(running_tasks app | wc -l) == 3 ]] || return 1
-  [[ $(running_tasks db | wc -l) == 1 ]] && schema_done || return 1
+  for n in "${NODES[@]}"; do
+    [[ $(running_tasks "$(member_service "$n")") == "$(node_name "$n")" ]] || return 1
+  done
+  schema_done && group_online 3 || return 1
   for address in $(nginx_addresses); do
     [[ $(client_get "$address" /showcount) == 200\ * ]] || return 1
   done
@@ -564,7 +648,6 @@ plan_kills() {
     }
   done
   log "node $VICTIM will be killed, then the leader, node $leader"
-  db_label_nodes "$VICTIM" "$leader"
 }
 
 nginx_placed() {
@@ -583,18 +666,18 @@ placed_nodes() {
 step_deploy() {
   phase_begin
   client_start
+  db_label_nodes
   stack_deploy
   plan_kills
   wait_until 300 "the stack to serve through both nginx nodes" stack_ready || {
-    manager_docker service ps "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_schema" >&2 || true
+    manager_docker service ps "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_db2" "${STACK}_db3" "${STACK}_schema" >&2 || true
     die "the stack did not serve within 300 s"
   }
   phase_end "stack ready"
   tap_check "nginx runs 2 tasks, on 2 nodes" tap_expect_equal "nginx nodes" 2 "$(service_nodes nginx | wc -l)"
   tap_check "the app's 3 tasks are spread over the 3 nodes" \
     tap_expect_equal "app nodes" 3 "$(service_nodes app | wc -l)"
-  tap_check "the database runs on the labelled node $DB_NODE" \
-    tap_expect_equal "db node" "$DB_NODE" "$(service_nodes db)"
+  tap_check "each node holds one database member, and the 3 are ONLINE" members_placed
   tap_check "node $VICTIM, to be killed first, runs an nginx and an app task" victim_ready
   tap_check "each nginx node answers on its own address" each_nginx_answers
 }
@@ -616,7 +699,7 @@ dump_tasks() {
   tap_diag "the kill was at $(date -u -d "@$(($1 / 1000))" +%H:%M:%S); the nodes and every task:"
   manager_docker node ls >&2 || true
   manager_docker service ps --no-trunc --format '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' \
-    "${STACK}_nginx" "${STACK}_app" "${STACK}_db" >&2 || true
+    "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_db2" "${STACK}_db3" >&2 || true
 }
 
 # usage: tasks_elsewhere N   (the ids of the nginx, app and db tasks meant
@@ -626,7 +709,7 @@ tasks_elsewhere() {
   for n in "${NODES[@]}"; do
     [[ $n == "$1" ]] && continue
     manager_docker service ps -q --filter desired-state=running --filter "node=$(node_name "$n")" \
-      "${STACK}_nginx" "${STACK}_app" "${STACK}_db"
+      "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_db2" "${STACK}_db3"
   done | sort
 }
 
@@ -638,12 +721,12 @@ tasks_kept() {
   [[ -z $gone ]] && return 0
   tap_diag "tasks that were running on the surviving nodes and are not any more:"
   manager_docker service ps --no-trunc --format '{{.ID}} {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' \
-    "${STACK}_nginx" "${STACK}_app" "${STACK}_db" | grep -F "$gone" >&2 || true
+    "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_db2" "${STACK}_db3" | grep -F "$gone" >&2 || true
   return 1
 }
 
 victim_ready() {
-  (($(tasks_on nginx "$VICTIM") == 1 && $(tasks_on app "$VICTIM") > 0)) && ! db_spared "$VICTIM"
+  (($(tasks_on nginx "$VICTIM") == 1 && $(tasks_on app "$VICTIM") > 0))
 }
 
 KILLED=
@@ -708,17 +791,18 @@ step_kill_node() {
   address=$(node_ip "$victim")
   dead_apps=$(app_addresses_on "$victim" | xargs)
   mapfile -t addresses < <(nginx_addresses)
+  db_before_kill "$victim"
   log "load of $LOAD_CLIENTS sticky clients on ${addresses[*]}"
   load_start node-kill "${addresses[@]}"
-  db_before_kill "$victim"
   wait_until 30 "answers before the kill" load_answers_after 0 10 || true
   tasks_elsewhere "$victim" >"$WORK/tasks-before-node-kill"
-  log "killing node $victim ($address: nginx, app at $dead_apps)"
+  log "killing node $victim ($address: nginx, app at $dead_apps, the database primary)"
   phase_begin
   kill_ms=$PHASE_START
   kill_node "$victim"
   tap_check "the killed node $victim is marked down" timed_wait "$kill_ms" 60 "node kill: node $victim marked down" \
     node_is "$victim" "down unreachable"
+  db_after_kill "$victim" "$kill_ms"
   tap_check "the app is rescheduled: 3 tasks, none on node $victim" \
     timed_wait "$kill_ms" 90 "node kill: app back to 3 tasks" app_back "$victim"
   tap_check "nginx is rescheduled: 2 tasks, none on node $victim" \
@@ -735,7 +819,6 @@ step_kill_node() {
   tap_diag "answers that failed before their client moved: $(failed_answers "$file")"
   tap_check "clients of the lost app are re-pinned and stay; the others stay put" \
     repinned "$file" "$kill_ms" "$dead_apps"
-  db_after_kill "$victim"
   check_books
   last_apps "$file" >"$WORK/apps-after-kill"
 }
@@ -751,37 +834,7 @@ step_rejoin() {
     timed_wait "$start" 90 "restart: node $victim rejoined" node_is "$victim" "ready reachable"
   phase_end "node restart until it rejoined"
   tap_check "the swarm has 3 ready managers again" managers_ready 3
-  db_after_rejoin "$victim"
-}
-
-# The leader moves off a node that must not be killed (today: the one with
-# the database): demoting a leader hands the leadership to another manager.
-leader_off_spared_node() {
-  local leader
-  leader=$(leader_node)
-  db_spared "$leader" || return 0
-  log "node $leader leads and holds the database: moving the leadership"
-  MANAGER=$(other_node "$leader")
-  manager_docker node demote "$(node_name "$leader")" >/dev/null
-  wait_until 60 "another leader" leader_is_not "$leader" || die "the leadership did not move off node $leader"
-  manager_docker node promote "$(node_name "$leader")" >/dev/null
-  wait_until 60 "3 ready managers" managers_ready 3 || die "node $leader did not come back as a manager"
-}
-
-leader_is_not() {
-  local leader
-  leader=$(leader_node) && [[ $leader != "$1" ]]
-}
-
-# usage: other_node N   (a live node that is not N)
-other_node() {
-  local n
-  for n in "${NODES[@]}"; do
-    [[ $n == "$1" ]] || {
-      echo "$n"
-      return 0
-    }
-  done
+  db_after_rejoin "$victim" "$start"
 }
 
 # usage: reported_since ELECTED_MS N   (the new leader's wait for the nodes,
@@ -805,9 +858,9 @@ new_leader() {
 }
 
 step_kill_leader() {
-  local leader address kill_ms elected_ms addresses file=$WORK/answers/2-leader-kill
-  leader_off_spared_node
+  local leader primary address kill_ms elected_ms addresses file=$WORK/answers/2-leader-kill
   leader=$(leader_node)
+  primary=$(db_primary) || die "no database primary before the leader kill"
   address=-
   if (($(tasks_on nginx "$leader") > 0)); then
     address=$(node_ip "$leader")
@@ -817,13 +870,18 @@ step_kill_leader() {
   load_start leader-kill "${addresses[@]}"
   wait_until 30 "answers before the kill" load_answers_after 0 10 || true
   tasks_elsewhere "$leader" >"$WORK/tasks-before-leader-kill"
-  log "killing the leader, node $leader"
+  log "killing the leader, node $leader (database member $leader, $(member_role "$leader"))"
   phase_begin
   kill_ms=$PHASE_START
   kill_node "$leader"
   tap_check "a new leader is elected" timed_wait "$kill_ms" 120 "leader kill: new leader elected" new_leader
   elected_ms=$(now_ms)
   log "node $(leader_node) leads"
+  if [[ $primary == "$leader" ]]; then
+    db_after_kill "$leader" "$kill_ms"
+  else
+    tap_check "the database primary stays member $primary" primary_is "$primary"
+  fi
   tap_check "the app is rescheduled: 3 tasks, none on node $leader" \
     timed_wait "$kill_ms" 120 "leader kill: app back to 3 tasks" app_back "$leader"
   phase_end "leader kill until a new leader rescheduled the app"

@@ -19,7 +19,16 @@ done
 # dockerd (and its containerd) would refuse to start: "pid file found".
 rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
 
+# The node's containers ask Docker's resolver, which forwards names it does
+# not know (a service whose tasks are gone, say) to the node's resolvers.
+# Here these are unreachable, and each lookup would hang for seconds; a
+# host's resolver answers at once. This one answers every such name with
+# NXDOMAIN.
+address=$(ip -4 -o addr show eth0 | awk '{ split($4, a, "/"); print a[1]; exit }')
+dnsmasq --no-resolv --no-hosts --address=/#/ --listen-address="$address" --bind-interfaces \
+  --user=root --pid-file=
+
 # /var/lib/docker is a volume, so overlay2 works there (not on the
 # container's own root filesystem); STORAGE_DRIVER=fuse-overlayfs (with
 # /dev/fuse) or vfs where it does not.
-exec dockerd --storage-driver="${STORAGE_DRIVER:-overlay2}" "$@"
+exec dockerd --storage-driver="${STORAGE_DRIVER:-overlay2}" --dns="$address" "$@"

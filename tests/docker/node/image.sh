@@ -16,7 +16,7 @@ source "$HERE/../../../scripts/lib.sh"
 IMAGE=webcluster-test/swarm-node:local
 # Bump to rebuild the cached image for a reason the key cannot see.
 NODE_IMAGE_VERSION=1
-PACKAGES=(docker.io iptables fuse-overlayfs iproute2 ca-certificates procps)
+PACKAGES=(docker.io iptables fuse-overlayfs iproute2 ca-certificates procps dnsmasq-base)
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 LABEL=webcluster.node-image
 TREE=
