@@ -34,15 +34,19 @@ pub struct InternalIp {
 #[error("cannot determine this instance's internal IP; set INTERNAL_IP")]
 pub struct NoInternalIp;
 
-/// `INTERNAL_IP`, else the route to the database, else the host name.
-pub fn choose_internal_ip(
+/// `INTERNAL_IP`, else the route to the first database member that resolves
+/// (a member whose host is gone does not), else the host name.
+pub fn choose_internal_ip<'a>(
     configured: Option<IpAddr>,
-    db_host: &str,
-    db_port: u16,
+    db_members: impl IntoIterator<Item = (&'a str, u16)>,
 ) -> Result<InternalIp, NoInternalIp> {
     choose_with(
         configured,
-        || route_source(db_host, db_port),
+        || {
+            db_members
+                .into_iter()
+                .find_map(|(host, port)| route_source(host, port))
+        },
         hostname_address,
     )
 }
@@ -146,6 +150,14 @@ mod tests {
     #[test]
     fn the_kernel_routes_to_a_loopback_database_from_loopback() {
         assert!(route_source("127.0.0.1", 3306).is_some_and(|ip| ip.is_loopback()));
+    }
+
+    #[test]
+    fn a_member_that_does_not_resolve_is_passed_over() {
+        let members = [("no-such-host.invalid", 3306), ("127.0.0.1", 3306)];
+        let got = choose_internal_ip(None, members).unwrap();
+        assert_eq!(got.source, Source::RouteToDatabase);
+        assert!(got.addr.is_loopback());
     }
 
     #[test]

@@ -145,8 +145,8 @@ fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, Startup
 
 fn run(config: Config) -> Result<Outcome, StartupError> {
     // Any member will do: they share the app's network.
-    let first = &config.db.members[0];
-    let internal = choose_internal_ip(config.internal_ip, &first.host, first.port)?;
+    let members = config.db.members.iter().map(|m| (m.host.as_str(), m.port));
+    let internal = choose_internal_ip(config.internal_ip, members)?;
     let log_file =
         logging::init(&config.log, internal.addr).map_err(|source| StartupError::Logs {
             dir: config.log.dir.display().to_string(),

@@ -434,12 +434,13 @@ stack_ready() {
   done
 }
 
-# usage: app_addresses_on N   (the backend addresses of the app tasks on node N,
-# which the app answers with)
+# usage: app_addresses_on N   (every address of the app tasks on node N: the
+# app answers with one of them, that of its route to the database, or of its
+# host name when no member resolved as it started)
 app_addresses_on() {
   local id
   for id in $(node_docker "$1" ps -q --filter "label=com.docker.swarm.service.name=${STACK}_app"); do
-    node_docker "$1" inspect -f "{{with index .NetworkSettings.Networks \"${STACK}_backend\"}}{{.IPAddress}}{{end}}" "$id"
+    node_docker "$1" inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$id"
   done
 }
 
@@ -696,10 +697,16 @@ each_nginx_answers() {
 # usage: dump_tasks KILL_MS   (after a failed check: every task's history
 # and the nodes, for the log)
 dump_tasks() {
+  local service
   tap_diag "the kill was at $(date -u -d "@$(($1 / 1000))" +%H:%M:%S); the nodes and every task:"
   manager_docker node ls >&2 || true
   manager_docker service ps --no-trunc --format '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' \
     "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_db2" "${STACK}_db3" >&2 || true
+  tap_diag "what the apps and nginx logged of note since then:"
+  for service in app nginx; do
+    manager_docker service logs --timestamps --since "$(($1 / 1000 - 2))" "${STACK}_$service" 2>&1 |
+      grep -E 'WARN|ERROR|error|upstream' | tail -n 30 >&2 || true
+  done
 }
 
 # usage: tasks_elsewhere N   (the ids of the nginx, app and db tasks meant
@@ -723,6 +730,16 @@ tasks_kept() {
   manager_docker service ps --no-trunc --format '{{.ID}} {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}' \
     "${STACK}_nginx" "${STACK}_app" "${STACK}_db" "${STACK}_db2" "${STACK}_db3" | grep -F "$gone" >&2 || true
   return 1
+}
+
+# usage: members_placed   (member N runs on node N, and the 3 are ONLINE)
+members_placed() {
+  local n
+  for n in "${NODES[@]}"; do
+    tap_expect_equal "$(member_service "$n")'s node" "$(node_name "$n")" "$(running_tasks "$(member_service "$n")")" ||
+      return 1
+  done
+  group_online 3
 }
 
 victim_ready() {
