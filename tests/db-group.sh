@@ -219,6 +219,42 @@ step_kill_secondary() {
   tap_check "the secondary, restarted, rejoins and catches up" wait_converged "the secondary to rejoin"
 }
 
+# usage: online_seen_by I   (how many members member I sees ONLINE)
+online_seen_by() {
+  sql "$1" "SELECT COUNT(*) FROM performance_schema.replication_group_members WHERE MEMBER_STATE = 'ONLINE'"
+}
+
+# usage: online_seen_by_is I N
+online_seen_by_is() {
+  [[ $(online_seen_by "$1") == "$2" ]]
+}
+
+# A host gone silent (its node lost, say) sends nothing, not even a reset:
+# SIGSTOP. With every member a consensus leader, each commit would wait for
+# the silent member's turn until the group expelled it.
+step_freeze_secondary() {
+  local primary victim writes=0 deadline
+  primary=$(group_primary)
+  victim=$((primary % 3 + 1))
+  tap_check "the primary (member $primary) alone drives consensus" tap_expect_equal "consensus leaders" \
+    "$(sql "$primary" 'SELECT @@server_uuid')" \
+    "$(sql "$primary" 'SELECT WRITE_CONSENSUS_LEADERS_ACTUAL FROM performance_schema.replication_group_communication_information')"
+  kill -STOP "$(member_pid "$victim")"
+  deadline=$((SECONDS + FAILOVER_SECONDS))
+  while [[ $(online_seen_by "$primary") != 2 ]] && ((SECONDS < deadline)); do
+    write "$primary" || break
+    writes=$((writes + 1))
+  done
+  tap_check "SIGSTOP of a secondary (member $victim): the primary took $writes writes until the group expelled it" \
+    test "$(online_seen_by "$primary")" = 2
+  kill -CONT "$(member_pid "$victim")"
+  # Until it hears of its expulsion, it may still call itself ONLINE.
+  wait_until "$CONVERGE_SECONDS" "the primary to see 3 members ONLINE" online_seen_by_is "$primary" 3 || true
+  tap_check "it rejoins and every member holds the same transactions and rows" \
+    wait_converged "the frozen secondary to rejoin"
+  tap_check "no acknowledged write lost: $WRITES rows on every member" rows_everywhere "$WRITES"
+}
+
 step_majority_lost() {
   local survivor a b result writer start
   survivor=$(group_primary)
@@ -255,7 +291,7 @@ main() {
   trap cleanup EXIT
   group_configure "$DIR" "$PORT" 3
   local step
-  for step in forms kill_primary freeze_primary kill_secondary majority_lost; do
+  for step in forms kill_primary freeze_primary kill_secondary freeze_secondary majority_lost; do
     log "step $step (at $SECONDS s)"
     "step_$step"
   done
