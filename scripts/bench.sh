@@ -22,6 +22,7 @@
 # usage: scripts/bench.sh   (as root)
 # env:   BENCH_SECONDS (10)  BENCH_CONNECTIONS ("32 64")  BENCH_INSTANCES (3)
 #        BENCH_ROUNDS (2)  BENCH_TLS_CONNECTIONS (64)  BENCH_GROUP_CONNECTIONS (64)
+#        BENCH_PARTS ("core group tls"; core: everything before the group)
 set -Eeuo pipefail
 ME=bench
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -52,6 +53,12 @@ bench_use SINGLE
 # Where wrk sends its requests: plain HTTP but for the HTTPS runs.
 URL=$HTTP_URL
 TLS_CONNECTIONS=${BENCH_TLS_CONNECTIONS:-64}
+read -r -a PARTS <<<"${BENCH_PARTS:-core group tls}"
+
+# usage: bench_part NAME   (true when BENCH_PARTS names it)
+bench_part() {
+  [[ " ${PARTS[*]} " == *" $1 "* ]]
+}
 ROW='%-6s %-34s %9s %9s %9s %8s %7s\n'
 
 bench_check_args() {
@@ -61,6 +68,10 @@ bench_check_args() {
   done
   for value in "${CONNECTIONS[@]}" "$TLS_CONNECTIONS" "$GROUP_CONNECTIONS"; do
     [[ $value =~ ^[1-9][0-9]{0,3}$ ]] || die "BENCH_CONNECTIONS must list whole numbers, got: $value"
+  done
+  ((${#PARTS[@]} > 0)) || die "BENCH_PARTS must name at least one of: core group tls"
+  for value in "${PARTS[@]}"; do
+    [[ $value =~ ^(core|group|tls)$ ]] || die "BENCH_PARTS: '$value' is not one of: core group tls"
   done
 }
 
@@ -310,23 +321,29 @@ main() {
   bench_stop_apps
   # shellcheck disable=SC2059
   printf "\n$ROW" conns run 'req/s' 'p50 ms' 'p99 ms' 'non-2xx' batch
-  for c in "${CONNECTIONS[@]}"; do
-    bench_at "$c"
-  done
-  pair=$(bench_pair 1)
-  read -r -a batched <<<"$(head -n1 <<<"$pair")"
-  read -r -a single <<<"$(tail -n1 <<<"$pair")"
-  bench_row 1 "GET / (group commit)" "${batched[@]}"
-  bench_row 1 "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
-  bench_ratio "p50 group commit : p50 HIT_BATCH_MAX=1" "${batched[1]}" "${single[1]}"
-  log "the database as a group: a second stack, warmed up for 10 s"
-  bench_use GROUP
-  bench_stack
-  wrk -t2 -c64 -d10s "$URL/" >/dev/null
-  bench_stop_apps
-  bench_use SINGLE
-  bench_group_at "$GROUP_CONNECTIONS"
-  bench_tls_at "$TLS_CONNECTIONS"
+  if bench_part core; then
+    for c in "${CONNECTIONS[@]}"; do
+      bench_at "$c"
+    done
+    pair=$(bench_pair 1)
+    read -r -a batched <<<"$(head -n1 <<<"$pair")"
+    read -r -a single <<<"$(tail -n1 <<<"$pair")"
+    bench_row 1 "GET / (group commit)" "${batched[@]}"
+    bench_row 1 "GET / (HIT_BATCH_MAX=1)" "${single[@]}"
+    bench_ratio "p50 group commit : p50 HIT_BATCH_MAX=1" "${batched[1]}" "${single[1]}"
+  fi
+  if bench_part group; then
+    log "the database as a group: a second stack, warmed up for 10 s"
+    bench_use GROUP
+    bench_stack
+    wrk -t2 -c64 -d10s "$URL/" >/dev/null
+    bench_stop_apps
+    bench_use SINGLE
+    bench_group_at "$GROUP_CONNECTIONS"
+  fi
+  if bench_part tls; then
+    bench_tls_at "$TLS_CONNECTIONS"
+  fi
   printf 'counter == access_log rows after every run\n'
 }
 
