@@ -100,9 +100,10 @@ struct Queue {
 /// What the last holds for a primary left behind.
 #[derive(Default)]
 struct HoldState {
-    /// A hold ran out: no batch is held again until one succeeds, so that
-    /// past the window every hit is answered at once.
-    expired: bool,
+    /// When a hold ran out: no batch is held again until one succeeds, or
+    /// for one more failover wait, so that past the window hits are answered
+    /// at once, and a primary back after a long outage is waited for again.
+    expired: Option<Instant>,
     /// When the last hold ended: the hits queued behind it did not wait on
     /// the queue, and their queue timeout counts from here.
     ended: Option<Instant>,
@@ -349,7 +350,7 @@ fn record_held(
                     );
                 }
                 let mut hold = shared.hold();
-                hold.expired = false;
+                hold.expired = None;
                 if held_since.is_some() {
                     hold.ended = Some(Instant::now());
                 }
@@ -364,14 +365,14 @@ fn record_held(
         let since = *held_since.get_or_insert_with(Instant::now);
         let may_hold = (awaits_primary(&error) || (holding && error.had_no_effect()))
             && !wait.is_zero()
-            && !shared.hold().expired;
+            && shared.hold().expired.is_none_or(|at| at.elapsed() >= wait);
         if !may_hold || since.elapsed() >= wait || shared.stopping() {
             if let Some(since) = held_since.filter(|_| may_hold) {
                 metrics().hold(0, since.elapsed());
             }
             log::error!("a batch of {} hit(s) was not recorded: {error}", hits.len());
             if may_hold && since.elapsed() >= wait {
-                shared.hold().expired = true;
+                shared.hold().expired = Some(Instant::now());
             }
             // Held hits of a stopping instance go to another replica: the
             // request ids make that safe whatever happened here.
