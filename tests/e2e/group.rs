@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::http_client::{Client, Load, LoadReport};
-use crate::support::{Stack, Totals, wait_for};
+use crate::support::{Stack, Totals, wait_for, wait_for_200};
 
 const MEMBERS: usize = 3;
 /// A group forms, and a member rejoins, within this on the 2-core machine.
@@ -153,11 +153,12 @@ fn without_a_majority_hits_get_503_after_the_wait_and_service_returns_with_the_m
 
     stack.ensure_up(1);
     let addr = stack.http_addr();
-    wait_for(SETTLE, "service to return with the members", || {
-        Client::new(addr)
-            .get("/readyz")
-            .is_ok_and(|r| r.status == 200)
-    });
+    wait_for_200(
+        addr,
+        "/readyz",
+        SETTLE,
+        "service to return with the members",
+    );
     assert_eq!(client.get("/").expect("GET /").status, 200);
     let after = stack.wait_members_agree(MEMBERS, SETTLE);
     // The warm-up and the GET after recovery are counted; the

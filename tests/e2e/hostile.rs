@@ -10,7 +10,7 @@ use crate::http_client::{Client, Load};
 use crate::raw::{self, get_with_header};
 use crate::support::{
     Stack, assert_each_request_counted_once, metric_value, process_alive, rss_bytes, wait_for,
-    worker_threads,
+    wait_for_200, worker_threads,
 };
 
 /// The stack's WORKERS (the default).
@@ -262,14 +262,11 @@ fn an_instance_survives_every_hostile_connection_pattern() {
     assert!(refused >= 2_000 - 512, "{refused} of 2,000 answered 503");
     assert_rss_and_workers(pid, "2,000 idle connections (still open)");
     drop(idle);
-    wait_for(
+    wait_for_200(
+        addr,
+        "/healthz",
         Duration::from_secs(10),
         "the instance to serve again",
-        || {
-            Client::new(addr)
-                .get("/healthz")
-                .is_ok_and(|r| r.status == 200)
-        },
     );
     assert_unharmed(addr, pid, "2,000 idle connections");
 }

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::http_client::{Client, Load};
-use crate::support::{Stack, assert_each_request_counted_once, metric_value, wait_for};
+use crate::support::{
+    Stack, assert_each_request_counted_once, metric_value, wait_for, wait_for_200,
+};
 
 fn scrape(stack: &Stack, i: usize) -> String {
     let response = Client::new(stack.metrics_addr(i))
@@ -210,14 +212,11 @@ fn idle_connections_never_lock_a_scraper_out() {
     let silent: Vec<TcpStream> = (0..32)
         .map(|_| TcpStream::connect(addr).expect("connect"))
         .collect();
-    wait_for(
+    wait_for_200(
+        addr,
+        "/metrics",
         Duration::from_secs(10),
         "a new scrape to be answered",
-        || {
-            Client::new(addr)
-                .get("/metrics")
-                .is_ok_and(|r| r.status == 200)
-        },
     );
     drop((kept, silent));
 }

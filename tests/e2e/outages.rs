@@ -6,7 +6,7 @@ use mysql::prelude::Queryable;
 use crate::http_client::{Client, Load};
 use crate::support::{
     Stack, assert_each_request_counted_once, assert_every_200_counted_and_at_most_the_503s_more,
-    assert_only_200_and_503, metric_value, wait_for,
+    assert_only_200_and_503, metric_value, wait_for, wait_for_200,
 };
 
 /// MySQL down for longer than DB_FAILOVER_WAIT_MS: past the wait, 503s with
@@ -39,9 +39,7 @@ fn stopping_mysql_gives_503s_and_service_recovers_when_it_returns() {
     stack.ensure_up(3);
 
     let addr = stack.http_addr();
-    wait_for(Duration::from_secs(30), "the app to serve again", || {
-        Client::new(addr).get("/").is_ok_and(|r| r.status == 200)
-    });
+    wait_for_200(addr, "/", Duration::from_secs(30), "the app to serve again");
     let mut served = 1;
     for _ in 0..20 {
         assert_eq!(client.get("/").expect("request").status, 200);
@@ -91,9 +89,7 @@ fn a_stalled_mysql_gives_503s_within_the_read_timeout_and_service_resumes() {
         );
     }
     let addr = stack.http_addr();
-    wait_for(Duration::from_secs(30), "the app to serve again", || {
-        Client::new(addr).get("/").is_ok_and(|r| r.status == 200)
-    });
+    wait_for_200(addr, "/", Duration::from_secs(30), "the app to serve again");
 }
 
 /// A database stall longer than nginx's proxy_read_timeout (30 s), under

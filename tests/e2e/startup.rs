@@ -5,7 +5,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::http_client::Client;
-use crate::support::{metric_value, wait_for};
+use crate::support::{metric_value, wait_for, wait_for_200};
 
 /// Apart from the stacks' addresses; nothing else listens here.
 const LISTEN: &str = "127.0.2.1:8000";
@@ -26,11 +26,12 @@ fn webcluster(env: &[(&str, &str)]) -> Command {
 
 /// Waits until the app at `addr` answers its own /healthz.
 fn wait_listening(addr: std::net::SocketAddr) {
-    wait_for(Duration::from_secs(10), "the app to listen", || {
-        Client::new(addr)
-            .get("/healthz")
-            .is_ok_and(|r| r.status == 200)
-    });
+    wait_for_200(
+        addr,
+        "/healthz",
+        Duration::from_secs(10),
+        "the app to listen",
+    );
 }
 
 /// Kills the child if the test fails before it exits by itself.

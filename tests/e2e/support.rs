@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
-use crate::http_client::LoadReport;
+use crate::http_client::{Client, LoadReport};
 
 /// Stacks share these addresses, so only one exists at a time.
 static ONE_STACK_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -524,6 +524,13 @@ pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bo
         );
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until `GET path` on a fresh connection to `addr` answers 200.
+pub fn wait_for_200(addr: SocketAddr, path: &str, timeout: Duration, what: &str) {
+    wait_for(timeout, what, || {
+        Client::new(addr).get(path).is_ok_and(|r| r.status == 200)
+    });
 }
 
 fn repo() -> PathBuf {
